@@ -1,0 +1,265 @@
+"""KlarnaClient: configuration, the connection pool's lifecycle, and the resources wired in."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import attrs
+
+from klarna_async._config import (
+    DOCUMENTED_RATE_LIMITS,
+    Credentials,
+    Environment,
+    Region,
+    base_url_for,
+    user_agent,
+)
+from klarna_async._ratelimit import RateLimiter
+from klarna_async._responses import api_error, decode_success
+from klarna_async._retry import AttemptEvent, Retrier, RetryBudget, RetryPolicy, Safety
+from klarna_async._transport import send
+
+if TYPE_CHECKING:
+    from klarna_async._resources.customer_tokens import CustomerTokens
+    from klarna_async._resources.payments import Payments
+
+__all__ = ["KlarnaClient"]
+
+T = TypeVar("T")
+logger = logging.getLogger("klarna_async")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Default(enum.Enum):
+    #: "Whatever the client decides", distinct from an explicit None (= off).
+    TOKEN = 0
+
+
+DEFAULT = _Default.TOKEN
+
+
+class KlarnaClient:
+    """An async client for Klarna's Payments and Customer Token APIs.
+
+    Open it once (``async with`` or :meth:`open`) and share it: it holds one aiohttp connection
+    pool, the retry budget and the rate limiter for every call. It belongs to the event loop it
+    was opened on.
+
+    Args:
+        username, password: HTTP Basic credentials (see :class:`Credentials`).
+        region: ``"eu"``, ``"na"`` or ``"oc"``.
+        environment: ``"playground"`` (the default: no live money by accident) or
+            ``"production"``.
+        base_url: another server, such as ``klarna_async.testing.FakeKlarna().url``.
+        session: an ``aiohttp.ClientSession`` to borrow instead of making one; the client then
+            leaves it open on close.
+        connection_limit: the size of the connection pool the client makes.
+        retry: the :class:`RetryPolicy` of every call (each method takes ``retry=`` too).
+        timeout, deadline: shortcuts for the policy's ``attempt_timeout`` and ``deadline``.
+        retry_budget: the client-wide :class:`RetryBudget`; ``None`` turns rationing off.
+        rate_limit: requests per second the client sends at most, paced client-side. By default
+            Klarna's documented limit for order operations in that environment (200/s in
+            production, 50/s in playground) against Klarna, and none against a ``base_url``.
+            ``None`` turns pacing off.
+        check_amounts: check the amount arithmetic (line totals, order sums) before sending.
+        on_attempt: called after every HTTP attempt with an :class:`AttemptEvent` (metrics).
+        user_agent_extra: appended to the User-Agent, e.g. ``"Platform/my-shop_2.1"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        username: str,
+        password: str,
+        region: Region | str = Region.EU,
+        environment: Environment | str = Environment.PLAYGROUND,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connection_limit: int = 100,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        retry_budget: RetryBudget | None | _Default = DEFAULT,
+        rate_limit: float | None | _Default = DEFAULT,
+        check_amounts: bool = True,
+        on_attempt: Callable[[AttemptEvent], None] | None = None,
+        user_agent_extra: str | None = None,
+    ) -> None:
+        self._credentials = Credentials(username, password)
+        self.region = Region(region)
+        self.environment = Environment(environment)
+        self.base_url = (base_url or base_url_for(self.region, self.environment)).rstrip("/")
+        if connection_limit < 1:
+            raise ValueError("connection_limit must be >= 1")
+        self.connection_limit = connection_limit
+        policy = retry or RetryPolicy()
+        if timeout is not None:
+            policy = attrs.evolve(policy, attempt_timeout=timeout)
+        if deadline is not None:
+            policy = attrs.evolve(policy, deadline=deadline)
+        self.retry_policy = policy
+        self.retry_budget = RetryBudget() if retry_budget is DEFAULT else retry_budget
+        if rate_limit is DEFAULT:
+            rate_limit = None if base_url else DOCUMENTED_RATE_LIMITS[self.environment]
+        self.rate_limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        self.check_amounts = check_amounts
+        self._retrier = Retrier(self.retry_budget, on_attempt)
+        # Built once: every request of this client sends these same headers.
+        self._headers: Mapping[str, str] = {
+            "Authorization": self._credentials.authorization_header(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent(user_agent_extra),
+        }
+        self._borrowed = session
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = _State.UNOPENED
+
+        from klarna_async._resources.customer_tokens import CustomerTokens
+        from klarna_async._resources.payments import Payments
+
+        self.payments: Payments = Payments(self)
+        self.customer_tokens: CustomerTokens = CustomerTokens(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<KlarnaClient {self._state.value} {self.base_url} "
+            f"username={self._credentials.username!r}>"
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Make the connection pool (or adopt the borrowed session) on the running loop."""
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this KlarnaClient is closed; make a new one")
+        if self._state is _State.OPEN:
+            return self
+        self._loop = asyncio.get_running_loop()
+        if self._borrowed is not None:
+            if self._borrowed.closed:
+                raise RuntimeError("the aiohttp session given to KlarnaClient is closed")
+            self._session = self._borrowed
+        else:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.connection_limit,
+                    limit_per_host=self.connection_limit,
+                    ttl_dns_cache=300,
+                    keepalive_timeout=30,
+                ),
+                # Our own JSON and headers: aiohttp adds nothing but Host and Content-Length.
+                skip_auto_headers=("User-Agent", "Content-Type"),
+                raise_for_status=False,
+            )
+        self._state = _State.OPEN
+        return self
+
+    async def aclose(self) -> None:
+        """Close the pool (not a borrowed session). Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        session, self._session = self._session, None
+        if session is not None and self._borrowed is None:
+            await session.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def _ready_session(self) -> aiohttp.ClientSession:
+        if self._state is not _State.OPEN or self._session is None:
+            if self._state is _State.CLOSED:
+                raise RuntimeError("this KlarnaClient is closed; make a new one")
+            raise RuntimeError(
+                "KlarnaClient is not open: use `async with KlarnaClient(...) as client:` "
+                "or `await client.open()` first"
+            )
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "KlarnaClient was opened on another event loop; open one client per loop "
+                "(e.g. in your app's lifespan, or per test)"
+            )
+        return self._session
+
+    # --- one call -------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        *,
+        operation: str,
+        method: str,
+        path: str,
+        target: str,
+        safety: Safety,
+        body: bytes | None,
+        model: type[T] | None,
+        retry: RetryPolicy | None,
+        idempotency_key: str | None = None,
+    ) -> tuple[T | None, int]:
+        """Send one operation with retries; the decoded model (None for 202/204) and attempts.
+
+        ``body`` and the headers are made once: every attempt sends the same bytes and key.
+        """
+        session = self._ready_session()
+        url = self.base_url + path
+        headers = self._headers
+        if idempotency_key is not None:
+            headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
+        limiter = self.rate_limiter
+        debug = logger.isEnabledFor(logging.DEBUG)
+
+        async def attempt(timeout: float) -> T | None:
+            if limiter is not None:
+                await limiter.acquire()
+            if debug:
+                logger.debug("%s %s (timeout %.3g s)", target, method, timeout)
+            raw = await send(session, method, url, headers, body, timeout)
+            if limiter is not None:
+                limiter.observe(raw.status, raw.headers)
+            if 200 <= raw.status < 300:
+                if model is None:
+                    return None
+                return decode_success(raw.status, raw.headers, raw.body, model)
+            raise api_error(raw.status, raw.headers, raw.body)
+
+        return await self._retrier.run(
+            operation=operation,
+            target=target,
+            safety=safety,
+            policy=retry or self.retry_policy,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+        )
+
+
+def path_param(value: str, what: str) -> str:
+    """A path segment made safe: non-empty, no traversal, percent-encoded."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string")
+    return quote(value, safe="")

@@ -1,0 +1,540 @@
+"""The exception tree of klarna_async.
+
+Every error this library raises on purpose derives from :class:`KlarnaError`::
+
+    KlarnaError
+    ├── RequestValidationError      bad input, caught before anything is sent
+    ├── TransportError              no HTTP answer: connection failure or timeout
+    │   ├── ConnectError            the request never left (safe to send again)
+    │   └── RequestTimeoutError     the attempt ran out of time (may have been sent)
+    ├── ResponseDecodeError         an answer that is not what the spec promises
+    ├── OutcomeUnknownError         retries ended and an attempt may have taken effect
+    └── ApiError                    Klarna answered with an error status
+        ├── BadRequestError         400 / BAD_REQUEST
+        │   └── BadValueError       BAD_VALUE (400 or 409), with ``not_matching_fields``
+        ├── UnauthorizedError       401
+        ├── ForbiddenError          403
+        │   ├── InvalidOperationError       INVALID_OPERATION
+        │   ├── MerchantInactiveError       MERCHANT_INACTIVE
+        │   ├── RejectedError               REJECTED
+        │   ├── TokenSuspendedError         TOKEN_SUSPENDED
+        │   ├── TokenCanceledError          TOKEN_CANCELED
+        │   ├── UnavailablePaymentMethodError  UNAVAILABLE_PAYMENT_METHOD
+        │   └── PaymentMethodFailedError    PAYMENT_METHOD_FAILED
+        ├── NotFoundError           404 / NOT_FOUND ("Invalid authorization token")
+        │   ├── SessionCompletedError       SESSION_COMPLETED
+        │   └── TokenNotFoundError          TOKEN_NOT_FOUND
+        ├── ConflictError           409 without a more precise code
+        ├── RateLimitedError        429, with the ``X-Ratelimit-*`` values
+        └── ServerError             other 5xx / INTERNAL_SERVER_ERROR
+            ├── ServiceUnavailableError     503 / SERVICE_UNAVAILABLE
+            ├── KlarnaTimeoutError          500 TIMEOUT (Klarna gave up after 59 s)
+            └── ProxyError                  5xx with a body that is not Klarna's (HTML from a
+                                            gateway); also a ResponseDecodeError
+
+Klarna's ``error_code`` decides the class when it is one we know; the HTTP status decides
+otherwise, so a code Klarna adds later still lands in the right family.
+
+Misuse of the library itself (a closed client, the wrong event loop) raises ``RuntimeError`` or
+``TypeError``, never a ``KlarnaError``: those are bugs to fix, not outcomes to handle.
+
+No exception text ever contains a credential, the ``Authorization`` header, a full customer
+token, or personal data: ``str()`` shows the operation, status, code, messages and correlation id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+import attrs
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDictProxy
+
+__all__ = [
+    "ApiError",
+    "AttemptRecord",
+    "BadRequestError",
+    "BadValueError",
+    "ConflictError",
+    "ConnectError",
+    "ForbiddenError",
+    "InvalidOperationError",
+    "KlarnaError",
+    "KlarnaTimeoutError",
+    "MerchantInactiveError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PaymentMethodFailedError",
+    "ProxyError",
+    "RateLimitedError",
+    "RejectedError",
+    "RequestTimeoutError",
+    "RequestValidationError",
+    "ResponseDecodeError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SessionCompletedError",
+    "TokenCanceledError",
+    "TokenNotFoundError",
+    "TokenSuspendedError",
+    "TransportError",
+    "UnauthorizedError",
+    "UnavailablePaymentMethodError",
+    "Violation",
+    "error_class_for",
+]
+
+Headers = Mapping[str, str]
+_N = TypeVar("_N", int, float)
+
+
+class KlarnaError(Exception):
+    """Base of every error klarna_async raises on purpose.
+
+    ``operation`` names the call (``"customer_tokens.create_order"``), ``idempotency_key`` is the
+    ``Klarna-Idempotency-Key`` the call sent (``None`` when the operation has none) and
+    ``attempts`` how many HTTP attempts were made (0 when nothing was sent).
+    """
+
+    operation: str | None
+    idempotency_key: str | None
+    attempts: int
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.operation = None
+        self.idempotency_key = None
+        self.attempts = 0
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.operation:
+            parts.append(f"operation={self.operation}")
+        if self.idempotency_key:
+            parts.append(f"idempotency_key={self.idempotency_key}")
+        if self.attempts > 1:
+            parts.append(f"attempts={self.attempts}")
+        return parts[0] if len(parts) == 1 else f"{parts[0]} ({', '.join(parts[1:])})"
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Violation:
+    """One broken rule: where (a JSON path such as ``$.order_lines[0].tax_rate``) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class RequestValidationError(KlarnaError, ValueError):
+    """The request breaks rules of Klarna's spec; nothing was sent.
+
+    ``violations`` lists every problem found, each with its JSON path, so one round of fixes is
+    enough.
+    """
+
+    def __init__(self, violations: Sequence[Violation], model: str | None = None) -> None:
+        self.violations: tuple[Violation, ...] = tuple(violations)
+        self.model = model
+        what = f"{model} is invalid" if model else "invalid request"
+        noun = "problem" if len(self.violations) == 1 else "problems"
+        lines = "\n".join(f"  {v}" for v in self.violations)
+        super().__init__(f"{what}: {len(self.violations)} {noun}\n{lines}")
+
+    def __str__(self) -> str:
+        # The list of violations is the message; the operation suffix would land after it.
+        return self.message
+
+
+# --- no answer ----------------------------------------------------------------------------------
+
+
+class TransportError(KlarnaError):
+    """No HTTP answer: the connection failed, broke, or the attempt timed out.
+
+    ``maybe_sent`` is False only when the request certainly never reached Klarna (the connection
+    could not be opened); then sending it again cannot act twice. The aiohttp error is chained as
+    ``__cause__``.
+    """
+
+    maybe_sent: bool = True
+
+    def __init__(self, message: str, *, maybe_sent: bool | None = None) -> None:
+        super().__init__(message)
+        if maybe_sent is not None:
+            self.maybe_sent = maybe_sent
+
+
+class ConnectError(TransportError):
+    """The connection could not be opened (refused, DNS, TLS); the request was not sent."""
+
+    maybe_sent = False
+
+
+class RequestTimeoutError(TransportError):
+    """An attempt, or the whole call's deadline, ran out of time before the answer arrived."""
+
+
+# --- odd answers --------------------------------------------------------------------------------
+
+
+class ResponseDecodeError(KlarnaError):
+    """Klarna (or a proxy in front of it) answered with something the spec does not allow.
+
+    For a success status this means Klarna may well have acted (an order may exist) although we
+    cannot read the result: treat it like an unknown outcome for writes. ``problems`` holds the
+    decoding errors with their JSON paths, ``body_excerpt`` the start of the body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        problems: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers: Headers = headers if headers is not None else {}
+        self.body = body
+        self.problems = tuple(problems)
+        self.correlation_id: str | None = None
+
+    @property
+    def body_excerpt(self) -> str:
+        return self.body[:200].decode("utf-8", "replace")
+
+    def __str__(self) -> str:
+        text = f"{super().__str__()} [HTTP {self.status}]"
+        if self.problems:
+            text += ": " + "; ".join(self.problems[:5])
+        return text
+
+
+@attrs.frozen
+class AttemptRecord:
+    """What one HTTP attempt led to, as kept by the retry layer.
+
+    ``outcome`` is a short text such as ``"HTTP 503 SERVICE_UNAVAILABLE"`` or
+    ``"timeout after sending"``; ``maybe_acted`` says whether Klarna may have acted on it.
+    """
+
+    number: int
+    outcome: str
+    maybe_acted: bool
+    correlation_id: str | None = None
+    elapsed: float = 0.0
+
+
+class OutcomeUnknownError(KlarnaError):
+    """Retries ended and an attempt may have taken effect: Klarna may or may not have acted.
+
+    This is never a guess in either direction. How to find out safely:
+
+    * a **recurring order** (``customer_tokens.create_order``): send the same request again with
+      the same ``idempotency_key`` within 24 hours. Klarna answers with the order the first
+      attempt placed, or places it once. ``charge_many`` and ``klarna-async charge --resume`` do
+      this for you.
+    * a **one-time order** or **customer token** (authorization token, no key): do not create a
+      new authorization blindly. Wait for Klarna's notification to
+      ``merchant_urls.notification`` / ``push``, or look the order up by ``merchant_reference1``
+      in the Merchant Portal or Order Management. A fresh retry with the same authorization
+      token answers ``NOT_FOUND`` whether or not the first attempt placed the order.
+
+    ``attempt_log`` lists every attempt with its outcome; ``last_error`` is the final cause.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempt_log: Sequence[AttemptRecord] = (),
+        last_error: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.attempt_log = tuple(attempt_log)
+        self.last_error = last_error
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.attempt_log:
+            text += "; attempts: " + ", ".join(f"#{a.number} {a.outcome}" for a in self.attempt_log)
+        return text
+
+
+# --- Klarna said no -----------------------------------------------------------------------------
+
+_NOT_MATCHING = re.compile(r"Not matching fields:\s*\[(.*)\]", re.DOTALL)
+
+
+class ApiError(KlarnaError):
+    """Klarna answered with an error status and (usually) its error body.
+
+    ``error_messages`` are Klarna's English debug texts: show them, never parse them (except the
+    documented ``Not matching fields`` list, see :class:`BadValueError`). ``correlation_id`` finds
+    the request under *Logs* in the Merchant Portal.
+    """
+
+    error_code_match: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        error_code: str | None = None,
+        error_messages: Sequence[str] = (),
+        correlation_id: str | None = None,
+        headers: Headers | CIMultiDictProxy[str] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.error_messages: tuple[str, ...] = tuple(error_messages)
+        self.correlation_id = correlation_id
+        self.headers: Headers = headers if headers is not None else {}
+        self.body = body
+        # Not super(): ProxyError puts ResponseDecodeError after us in its MRO.
+        KlarnaError.__init__(self, self._summary())
+
+    def _summary(self) -> str:
+        text = f"HTTP {self.status}"
+        if self.error_code:
+            text += f" {self.error_code}"
+        if self.error_messages:
+            text += ": " + "; ".join(self.error_messages)
+        if self.correlation_id:
+            text += f" [correlation_id={self.correlation_id}]"
+        return text
+
+
+class BadRequestError(ApiError):
+    """400: the request broke a rule Klarna checks (``BAD_REQUEST``)."""
+
+    error_code_match = "BAD_REQUEST"
+
+
+class BadValueError(BadRequestError):
+    """``BAD_VALUE``: a field has a wrong value, or differs from what the customer authorized.
+
+    ``not_matching_fields`` holds what Klarna listed after ``Not matching fields:``, e.g.
+    ``("billing_address.postal_code",)``; empty when the message has no such list.
+    """
+
+    error_code_match = "BAD_VALUE"
+
+    @property
+    def not_matching_fields(self) -> tuple[str, ...]:
+        found: list[str] = []
+        for message in self.error_messages:
+            match = _NOT_MATCHING.search(message)
+            if match:
+                found.extend(f.strip() for f in match.group(1).split(",") if f.strip())
+        return tuple(found)
+
+
+class UnauthorizedError(ApiError):
+    """401: the credentials are wrong, disabled, or for another region or environment."""
+
+
+class ForbiddenError(ApiError):
+    """403: Klarna refuses this operation for this merchant, session or token."""
+
+
+class InvalidOperationError(ForbiddenError):
+    """``INVALID_OPERATION``, e.g. a customer token for a session with intent ``buy``."""
+
+    error_code_match = "INVALID_OPERATION"
+
+
+class MerchantInactiveError(ForbiddenError):
+    """``MERCHANT_INACTIVE``: the merchant account cannot place orders."""
+
+    error_code_match = "MERCHANT_INACTIVE"
+
+
+class RejectedError(ForbiddenError):
+    """``REJECTED``: Klarna declined the purchase."""
+
+    error_code_match = "REJECTED"
+
+
+class TokenSuspendedError(ForbiddenError):
+    """``TOKEN_SUSPENDED``: Klarna suspended this customer token."""
+
+    error_code_match = "TOKEN_SUSPENDED"
+
+
+class TokenCanceledError(ForbiddenError):
+    """``TOKEN_CANCELED``: the token is cancelled or not linked to this merchant."""
+
+    error_code_match = "TOKEN_CANCELED"
+
+
+class UnavailablePaymentMethodError(ForbiddenError):
+    """``UNAVAILABLE_PAYMENT_METHOD``: the token's method cannot pay in this currency."""
+
+    error_code_match = "UNAVAILABLE_PAYMENT_METHOD"
+
+
+class PaymentMethodFailedError(ForbiddenError):
+    """``PAYMENT_METHOD_FAILED``: the purchase failed, e.g. the customer's credit was declined.
+
+    Klarna's docs say "try resending": that is a business decision (a later dunning run, with a
+    new idempotency key), never an automatic retry.
+    """
+
+    error_code_match = "PAYMENT_METHOD_FAILED"
+
+
+class NotFoundError(ApiError):
+    """404 / ``NOT_FOUND``: for an authorization token, "Invalid authorization token" (expired
+    after 60 minutes, already used, or never existed)."""
+
+    error_code_match = "NOT_FOUND"
+
+
+class SessionCompletedError(NotFoundError):
+    """``SESSION_COMPLETED``: the payment session already led to an order."""
+
+    error_code_match = "SESSION_COMPLETED"
+
+
+class TokenNotFoundError(NotFoundError):
+    """``TOKEN_NOT_FOUND``: no customer token with that id."""
+
+    error_code_match = "TOKEN_NOT_FOUND"
+
+
+class ConflictError(ApiError):
+    """409: the request does not match the session it refers to. Never retried."""
+
+
+class RateLimitedError(ApiError):
+    """429: the merchant sent too many requests. ``reset`` is Klarna's hint in seconds."""
+
+    @property
+    def limit(self) -> str | None:
+        return self.headers.get("X-Ratelimit-Limit")
+
+    @property
+    def remaining(self) -> int | None:
+        return _header_number(self.headers, "X-Ratelimit-Remaining", int)
+
+    @property
+    def reset(self) -> float | None:
+        """Seconds until the rate-limit window resets (``X-Ratelimit-Reset``, else
+        ``Retry-After``), or None when neither header is usable."""
+        value = _header_number(self.headers, "X-Ratelimit-Reset", float)
+        if value is None:
+            value = _header_number(self.headers, "Retry-After", float)
+        return value
+
+
+class ServerError(ApiError):
+    """5xx: a fault on Klarna's side (or a gateway's) that Klarna did not name more precisely."""
+
+    error_code_match = "INTERNAL_SERVER_ERROR"
+
+
+class ServiceUnavailableError(ServerError):
+    """503 / ``SERVICE_UNAVAILABLE``: "a temporary internal Klarna error. Try again later."""
+
+    error_code_match = "SERVICE_UNAVAILABLE"
+
+
+class KlarnaTimeoutError(ServerError):
+    """500 ``TIMEOUT``: Klarna gave up on the request after its 59 s idle timeout; it may or may
+    not have acted."""
+
+    error_code_match = "TIMEOUT"
+
+
+class ProxyError(ServerError, ResponseDecodeError):
+    """A 5xx whose body is not Klarna's JSON, e.g. an HTML page from a gateway or proxy.
+
+    Both a :class:`ServerError` (by status) and a :class:`ResponseDecodeError` (by body).
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        headers: Headers | CIMultiDictProxy[str] | None = None,
+        body: bytes = b"",
+        problems: Sequence[str] = (),
+    ) -> None:
+        ApiError.__init__(self, status=status, headers=headers, body=body)
+        self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        return f"{KlarnaError.__str__(self)}: {'; '.join(self.problems)}"
+
+
+def _header_number(headers: Headers, name: str, kind: type[_N]) -> _N | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        # X-Ratelimit-Limit may read "40, 40;w=1": keep the first number.
+        return kind(raw.split(",")[0].split(";")[0].strip())
+    except ValueError:
+        return None
+
+
+_BY_CODE: dict[str, type[ApiError]] = {
+    cls.error_code_match: cls
+    for cls in (
+        BadRequestError,
+        BadValueError,
+        InvalidOperationError,
+        MerchantInactiveError,
+        RejectedError,
+        TokenSuspendedError,
+        TokenCanceledError,
+        UnavailablePaymentMethodError,
+        PaymentMethodFailedError,
+        NotFoundError,
+        SessionCompletedError,
+        TokenNotFoundError,
+        ServerError,
+        ServiceUnavailableError,
+        KlarnaTimeoutError,
+    )
+    if cls.error_code_match
+}
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: RateLimitedError,
+    503: ServiceUnavailableError,
+}
+
+
+def error_class_for(status: int, error_code: str | None) -> type[ApiError]:
+    """The class for an error answer: by Klarna's code when we know it, else by HTTP status."""
+    if status == 429:
+        return RateLimitedError
+    if status == 401:
+        return UnauthorizedError
+    if error_code is not None:
+        cls = _BY_CODE.get(error_code)
+        if cls is not None:
+            return cls
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    return ServerError if status >= 500 else ApiError

@@ -1,0 +1,64 @@
+"""One HTTP attempt over aiohttp: bytes out; status, headers and bytes in.
+
+This is the only module that knows aiohttp's exceptions. It turns them into our
+:class:`TransportError` family and decides one thing the retry layer depends on: whether the
+request may have reached Klarna (``maybe_sent``). Only a connection that could not be opened is
+certainly unsent; everything after that is assumed to have arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
+import attrs
+
+from klarna_async._errors import ConnectError, RequestTimeoutError, TransportError
+
+__all__ = ["RawResponse", "send"]
+
+
+@attrs.frozen(slots=True)
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> RawResponse:
+    """Make one request and read the whole answer within ``timeout`` seconds."""
+    try:
+        async with session.request(
+            method,
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as response:
+            payload = await response.read()
+            return RawResponse(response.status, response.headers, payload)
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise RequestTimeoutError(
+            f"could not connect within {timeout:.3g} s", maybe_sent=False
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        # Refused, DNS, TLS handshake: the request was never written.
+        raise ConnectError(f"could not connect: {exc.os_error.strerror or exc}") from exc
+    except (TimeoutError, aiohttp.SocketTimeoutError) as exc:
+        raise RequestTimeoutError(f"no complete answer within {timeout:.3g} s") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise TransportError("the server closed the connection before answering") from exc
+    except aiohttp.ClientError as exc:
+        # The type name only: some aiohttp errors print the URL, which holds customer tokens.
+        raise TransportError(f"connection failed: {type(exc).__name__}") from exc
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:  # pragma: no cover - belt
+        raise TransportError(f"connection failed: {type(exc).__name__}") from exc

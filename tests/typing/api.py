@@ -1,0 +1,49 @@
+"""The public API as a user writes it; checked by ``mypy --strict`` (nox -s typing), not run."""
+
+from __future__ import annotations
+
+from klarna_async import (
+    KlarnaClient,
+    Order,
+    OrderLine,
+    OutcomeUnknownError,
+    RetryPolicy,
+    ServiceUnavailableError,
+    Subscription,
+    TokenOrderRequest,
+    derive_idempotency_key,
+)
+
+
+async def charge(token: str, subscription_id: str, period: str) -> str | None:
+    request = TokenOrderRequest(
+        purchase_currency="EUR",
+        order_amount=999,
+        order_tax_amount=0,
+        order_lines=(
+            OrderLine(
+                name="Premium",
+                quantity=1,
+                unit_price=999,
+                total_amount=999,
+                subscription=Subscription(name="Premium", interval="MONTH", interval_count=1),
+            ),
+        ),
+    )
+    key: str = derive_idempotency_key("acme", subscription_id, period)
+    async with KlarnaClient(username="u", password="p", region="eu") as client:
+        try:
+            order: Order = await client.customer_tokens.create_order(
+                token, request, idempotency_key=key, retry=RetryPolicy(max_attempts=5)
+            )
+        except OutcomeUnknownError as exc:
+            retry_key: str | None = exc.idempotency_key
+            return retry_key
+        except ServiceUnavailableError as exc:
+            status: int = exc.status
+            return str(status)
+        order_id: str = order.order_id
+        mapping_order = await client.customer_tokens.create_order(
+            token, {"purchase_currency": "EUR"}, idempotency_key=key
+        )
+        return order_id + mapping_order.order_id
