@@ -6,6 +6,8 @@ Everything public is importable from here; the modules behind it are private::
         order = await client.customer_tokens.create_order(token, request, idempotency_key=key)
 """
 
+import logging
+
 from klarna_async._batch import Charge, ChargeResult, ChargeStatus
 from klarna_async._client import KlarnaClient
 from klarna_async._config import Credentials, Environment, Region, base_url_for
@@ -162,3 +164,7 @@ __all__ = [
     "base_url_for",
     "derive_idempotency_key",
 ]
+
+# A library logs; the application decides where logs go (and Python's last-resort handler must
+# not print our retry warnings to stderr by itself).
+logging.getLogger("klarna_async").addHandler(logging.NullHandler())

@@ -1,0 +1,188 @@
+"""Open string enums for the values Klarna documents.
+
+Klarna adds values over time (new payment methods, new fraud states), and a response must not
+fail to decode because of one. Every enum here is a :class:`str` whose ``_missing_`` hands back a
+*pseudo-member* for an unknown string: ``FraudStatus("NEW_THING")`` works, equals
+``"NEW_THING"``, serializes back to ``"NEW_THING"``, and says ``.known == False``. Pseudo-members
+are never added to the class, so iterating an enum lists only what Klarna documents. Request
+validation (``klarna_async._validation``) rejects pseudo-members where the spec declares an enum,
+so a typo is caught before it is sent.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Self
+
+__all__ = [
+    "AcquiringChannel",
+    "AuthorizedPaymentMethodType",
+    "FraudStatus",
+    "IntendedUse",
+    "Intent",
+    "Interval",
+    "OpenStrEnum",
+    "OrderLineType",
+    "OrganizationEntityType",
+    "PaymentMethodType",
+    "SessionStatus",
+    "TokenStatus",
+]
+
+
+class OpenStrEnum(enum.StrEnum):
+    """A :class:`str` enum that also accepts values it does not list (see the module doc)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        return cls._pseudo_member(value)
+
+    @classmethod
+    def _pseudo_member(cls, value: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member._name_ = value
+        return member
+
+    @property
+    def known(self) -> bool:
+        """Whether the value is one Klarna documents (a real member, not a pseudo-member)."""
+        return type(self)._value2member_map_.get(self._value_) is self
+
+    def __repr__(self) -> str:
+        if self.known:
+            return super().__repr__()
+        return f"<{type(self).__name__}({self._value_!r}), unknown>"
+
+
+class _CaseInsensitiveOpenStrEnum(OpenStrEnum):
+    # For fields whose casing on the wire Klarna never pinned down: any casing of a documented
+    # value decodes to the documented member, so ``status is TokenStatus.ACTIVE`` keeps working.
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        member = cls._member_map_.get(value.upper())
+        if member is not None:
+            return member
+        return cls._pseudo_member(value)
+
+
+class Intent(OpenStrEnum):
+    """``session_create.intent``: what the payment session is for."""
+
+    BUY = "buy"
+    TOKENIZE = "tokenize"
+    BUY_AND_TOKENIZE = "buy_and_tokenize"
+
+
+class AcquiringChannel(OpenStrEnum):
+    """``session_create.acquiring_channel``."""
+
+    ECOMMERCE = "ECOMMERCE"
+    IN_STORE = "IN_STORE"
+    TELESALES = "TELESALES"
+
+
+class SessionStatus(OpenStrEnum):
+    """``session_read.status``: ``complete`` once an order was placed."""
+
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+
+
+class Interval(OpenStrEnum):
+    """``subscription.interval``: the cadence unit of a subscription."""
+
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+    YEAR = "YEAR"
+
+
+class OrderLineType(OpenStrEnum):
+    """``order_line.type``. ``return_fee`` exists only in Order Management refunds."""
+
+    PHYSICAL = "physical"
+    DISCOUNT = "discount"
+    SHIPPING_FEE = "shipping_fee"
+    SALES_TAX = "sales_tax"
+    DIGITAL = "digital"
+    GIFT_CARD = "gift_card"
+    STORE_CREDIT = "store_credit"
+    SURCHARGE = "surcharge"
+    RETURN_FEE = "return_fee"
+
+
+class FraudStatus(OpenStrEnum):
+    """``order.fraud_status``: ``PENDING`` means wait for Klarna's notification."""
+
+    ACCEPTED = "ACCEPTED"
+    PENDING = "PENDING"
+    REJECTED = "REJECTED"
+
+
+class IntendedUse(OpenStrEnum):
+    """``customer_token_creation_request.intended_use``."""
+
+    SUBSCRIPTION = "SUBSCRIPTION"
+
+
+class TokenStatus(_CaseInsensitiveOpenStrEnum):
+    """``customer_token.status``; any casing decodes, and ``canceled`` means ``CANCELLED``."""
+
+    ACTIVE = "ACTIVE"
+    CANCELLED = "CANCELLED"
+    SUSPENDED = "SUSPENDED"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        # The spec spells it "cancelled", the subscriptions guide "canceled".
+        if isinstance(value, str) and value.upper() == "CANCELED":
+            return cls.CANCELLED
+        return super()._missing_(value)
+
+
+class PaymentMethodType(_CaseInsensitiveOpenStrEnum):
+    """``customer_token.payment_method_type`` (the spec's example is ``INVOICE``)."""
+
+    INVOICE = "INVOICE"
+    CARD = "CARD"
+    DIRECT_DEBIT = "DIRECT_DEBIT"
+
+
+class AuthorizedPaymentMethodType(OpenStrEnum):
+    """``authorized_payment_method.type``: the union of the KP and CT spec lists."""
+
+    INVOICE = "invoice"
+    FIXED_AMOUNT = "fixed_amount"
+    PIX = "pix"
+    BASE_ACCOUNT = "base_account"
+    DEFERRED_INTEREST = "deferred_interest"
+    DIRECT_DEBIT = "direct_debit"
+    DIRECT_BANK_TRANSFER = "direct_bank_transfer"
+    B2B_INVOICE = "b2b_invoice"
+    CARD = "card"
+    SLICE_IT_BY_CARD = "slice_it_by_card"
+    PAY_LATER_BY_CARD = "pay_later_by_card"
+    PAY_BY_CARD = "pay_by_card"
+    FIXED_SUM_CREDIT = "fixed_sum_credit"
+    ALTERNATIVE_PAYMENT_METHOD = "alternative_payment_method"
+
+
+class OrganizationEntityType(OpenStrEnum):
+    """``customer.organization_entity_type`` (B2B customers only)."""
+
+    LIMITED_COMPANY = "LIMITED_COMPANY"
+    PUBLIC_LIMITED_COMPANY = "PUBLIC_LIMITED_COMPANY"
+    ENTREPRENEURIAL_COMPANY = "ENTREPRENEURIAL_COMPANY"
+    LIMITED_PARTNERSHIP_LIMITED_COMPANY = "LIMITED_PARTNERSHIP_LIMITED_COMPANY"
+    LIMITED_PARTNERSHIP = "LIMITED_PARTNERSHIP"
+    GENERAL_PARTNERSHIP = "GENERAL_PARTNERSHIP"
+    REGISTERED_SOLE_TRADER = "REGISTERED_SOLE_TRADER"
+    SOLE_TRADER = "SOLE_TRADER"
+    CIVIL_LAW_PARTNERSHIP = "CIVIL_LAW_PARTNERSHIP"
+    PUBLIC_INSTITUTION = "PUBLIC_INSTITUTION"
+    OTHER = "OTHER"

@@ -1,0 +1,157 @@
+"""Request and response bodies of the Klarna Payments API v1 (``/payments/v1/...``).
+
+Read-only fields of the spec (``authorization_token``, ``client_token``, ``expires_at``,
+``status``, ``payment_method_categories``) exist only on the response models, so they can never
+be sent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from klarna_async._models.common import (
+    Address,
+    Attachment,
+    Customer,
+    MerchantUrls,
+    Options,
+    OrderLine,
+    PaymentMethodCategory,
+)
+from klarna_async._models.enums import AcquiringChannel, IntendedUse, Intent, SessionStatus
+
+__all__ = [
+    "CustomerTokenCreated",
+    "CustomerTokenCustomer",
+    "CustomerTokenRequest",
+    "OrderRequest",
+    "Session",
+    "SessionCreated",
+    "SessionRequest",
+]
+
+
+@attrs.frozen(kw_only=True)
+class SessionRequest:
+    """``session_create``: the body that creates (or updates) a payment session."""
+
+    purchase_country: str
+    purchase_currency: str
+    order_amount: int
+    order_lines: tuple[OrderLine, ...]
+    order_tax_amount: int | None = None
+    locale: str | None = None
+    intent: Intent | None = None
+    acquiring_channel: AcquiringChannel | None = None
+    billing_address: Address | None = None
+    shipping_address: Address | None = None
+    customer: Customer | None = None
+    merchant_urls: MerchantUrls | None = None
+    merchant_reference1: str | None = None
+    merchant_reference2: str | None = None
+    merchant_data: str | None = None
+    attachment: Attachment | None = None
+    options: Options | None = None
+    #: Promo codes agreed with Klarna.
+    custom_payment_method_ids: tuple[str, ...] | None = None
+    design: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SessionCreated:
+    """``merchant_session``: the answer to creating a session."""
+
+    session_id: str
+    #: Hand this to Klarna's JavaScript SDK in the browser.
+    client_token: str
+    payment_method_categories: tuple[PaymentMethodCategory, ...] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Session:
+    """``session_read``: a payment session as Klarna holds it."""
+
+    status: SessionStatus | None = None
+    intent: Intent | None = None
+    authorization_token: str | None = None
+    client_token: str | None = None
+    expires_at: datetime | None = None
+    purchase_country: str | None = None
+    purchase_currency: str | None = None
+    locale: str | None = None
+    order_amount: int | None = None
+    order_tax_amount: int | None = None
+    order_lines: tuple[OrderLine, ...] | None = None
+    acquiring_channel: AcquiringChannel | None = None
+    billing_address: Address | None = None
+    shipping_address: Address | None = None
+    customer: Customer | None = None
+    merchant_urls: MerchantUrls | None = None
+    merchant_reference1: str | None = None
+    merchant_reference2: str | None = None
+    merchant_data: str | None = None
+    attachment: Attachment | None = None
+    options: Options | None = None
+    payment_method_categories: tuple[PaymentMethodCategory, ...] | None = None
+    custom_payment_method_ids: tuple[str, ...] | None = None
+    design: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OrderRequest:
+    """``create_order_request``: the body that places a one-time order for an authorization."""
+
+    purchase_country: str
+    purchase_currency: str
+    order_amount: int
+    order_lines: tuple[OrderLine, ...]
+    order_tax_amount: int | None = None
+    locale: str | None = None
+    #: Only if Klarna's contract with the merchant allows automatic capture.
+    auto_capture: bool | None = None
+    billing_address: Address | None = None
+    shipping_address: Address | None = None
+    customer: Customer | None = None
+    merchant_urls: MerchantUrls | None = None
+    merchant_reference1: str | None = None
+    #: Appears in Klarna's settlement files.
+    merchant_reference2: str | None = None
+    merchant_data: str | None = None
+    custom_payment_method_ids: tuple[str, ...] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CustomerTokenRequest:
+    """``customer_token_creation_request``: the body that turns an authorization into a token."""
+
+    purchase_country: str
+    purchase_currency: str
+    locale: str
+    description: str
+    intended_use: IntendedUse
+    billing_address: Address | None = None
+    customer: Customer | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CustomerTokenCustomer:
+    """``customer_read_create_token``: the customer as echoed with a new token."""
+
+    date_of_birth: str | None = None
+    gender: str | None = None
+    # Not in the spec, but Klarna's example answer carries it.
+    title: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CustomerTokenCreated:
+    """``customer_token_creation_response``: the new customer token and what it was built on."""
+
+    #: Charge it later with ``POST /customer-token/v1/tokens/{token_id}/order``.
+    token_id: str
+    redirect_url: str | None = None
+    payment_method_reference: str | None = None
+    billing_address: Address | None = None
+    customer: CustomerTokenCustomer | None = None
