@@ -151,14 +151,16 @@ async def _settle(charge_one: ChargeFn, charge: Charge, retry: RetryPolicy | Non
     try:
         order, attempts = await charge_one(charge, retry)
     except KlarnaError as error:
-        return ChargeResult(charge=charge, error=error, attempts=error.attempts,
-                            elapsed=time.monotonic() - started)
+        return ChargeResult(
+            charge=charge, error=error, attempts=error.attempts, elapsed=time.monotonic() - started
+        )
     except Exception as error:
         # Bad input for this one charge (an empty token, a wrong model) is its result; so is
         # anything unforeseen, which must not silently stop a worker and stall the batch.
         return ChargeResult(charge=charge, error=error, elapsed=time.monotonic() - started)
-    return ChargeResult(charge=charge, order=order, attempts=attempts,
-                        elapsed=time.monotonic() - started)
+    return ChargeResult(
+        charge=charge, order=order, attempts=attempts, elapsed=time.monotonic() - started
+    )
 
 
 def _pull(charges: Iterable[Charge] | AsyncIterable[Charge]) -> Callable[[], Awaitable[Charge]]:

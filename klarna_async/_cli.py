@@ -81,17 +81,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     charge.add_argument("input", type=Path, help="JSON Lines, one charge per line")
     charge.add_argument("--out", type=Path, required=True, help="results, JSON Lines (appended)")
-    charge.add_argument("--resume", action="store_true",
-                        help="skip charges settled in --out; repeat unknown ones with their keys")
+    charge.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip charges settled in --out; repeat unknown ones with their keys",
+    )
     charge.add_argument("--concurrency", type=int, default=32)
-    charge.add_argument("--rate-limit", type=float, default=None,
-                        help="requests per second (default: Klarna's documented limit)")
-    charge.add_argument("--namespace", default=DEFAULT_NAMESPACE,
-                        help="namespace of the idempotency keys derived from charge ids")
+    charge.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="requests per second (default: Klarna's documented limit)",
+    )
+    charge.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help="namespace of the idempotency keys derived from charge ids",
+    )
     charge.add_argument("--max-attempts", type=int, default=5)
     charge.add_argument("--base-url", help="another server than Klarna's (e.g. a sandbox)")
-    charge.add_argument("--sandbox", action="store_true",
-                        help="run against an embedded fake Klarna (no credentials needed)")
+    charge.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against an embedded fake Klarna (no credentials needed)",
+    )
     charge.add_argument("--no-progress", action="store_true", help="no progress display")
     charge.set_defaults(run=_run_charge)
 
@@ -147,11 +160,18 @@ def parse_charge_line(raw: bytes, number: int, namespace: str) -> _Line | _BadLi
         problems.extend(more)
     elif not isinstance(order, dict):
         problems.append("$.order: must be an object (a customer-token order body)")
-    if problems:
+    explicit_key = data.get("idempotency_key")
+    if explicit_key is not None and (not isinstance(explicit_key, str) or not explicit_key):
+        problems.append("$.idempotency_key: must be a non-empty string when given")
+    if problems or not isinstance(charge_id, str) or not isinstance(token, str):
         return _BadLine(number, "; ".join(problems))
-    key = data.get("idempotency_key") or derive_idempotency_key(namespace, charge_id)  # type: ignore[arg-type]
-    charge = Charge(customer_token=token, request=order, idempotency_key=key,  # type: ignore[arg-type]
-                    charge_id=charge_id)
+    key = explicit_key or derive_idempotency_key(namespace, charge_id)
+    charge = Charge(
+        customer_token=token,
+        request=order,
+        idempotency_key=key,
+        charge_id=charge_id,
+    )
     return _Line(number, charge)
 
 
@@ -166,13 +186,16 @@ def _order_from_short_form(data: dict[str, Any]) -> tuple[dict[str, Any], list[s
         problems.append("$.currency: an ISO 4217 code is required (or give $.order)")
     if not isinstance(subscription, dict):
         problems.append("$.subscription: {name, interval, interval_count} is required")
-    if problems:
-        return {}, problems
     tax_rate = data.get("tax_rate", 0)
-    tax = amount - amount * 10000 // (10000 + tax_rate) if isinstance(tax_rate, int) else 0
+    if not isinstance(tax_rate, int) or isinstance(tax_rate, bool) or not 0 <= tax_rate <= 10000:
+        problems.append("$.tax_rate: an integer from 0 to 10000 (basis points) when given")
+    if problems or not isinstance(amount, int) or not isinstance(subscription, dict):
+        return {}, problems
+    # Tax included in the amount, as Klarna counts it: amount - amount * 10000 / (10000 + rate).
+    tax = amount - amount * 10000 // (10000 + tax_rate)
     line: dict[str, Any] = {
         "type": "digital",
-        "name": data.get("description") or subscription.get("name") or "Subscription",  # type: ignore[union-attr]
+        "name": data.get("description") or subscription.get("name") or "Subscription",
         "quantity": 1,
         "unit_price": amount,
         "total_amount": amount,
@@ -306,30 +329,39 @@ async def _charge(args: argparse.Namespace) -> int:
             from klarna_async.testing import FakeKlarna
 
             fake = await stack.enter_async_context(FakeKlarna(accept_unknown_tokens=True))
-            settings = {"username": fake.username, "password": fake.password,
-                        "base_url": fake.url}
+            settings = {"username": fake.username, "password": fake.password, "base_url": fake.url}
         else:
             try:
-                settings = {"username": os.environ["KLARNA_USERNAME"],
-                            "password": os.environ["KLARNA_PASSWORD"],
-                            "region": os.environ.get("KLARNA_REGION", "eu"),
-                            "environment": os.environ.get("KLARNA_ENVIRONMENT", "playground")}
+                settings = {
+                    "username": os.environ["KLARNA_USERNAME"],
+                    "password": os.environ["KLARNA_PASSWORD"],
+                    "region": os.environ.get("KLARNA_REGION", "eu"),
+                    "environment": os.environ.get("KLARNA_ENVIRONMENT", "playground"),
+                }
             except KeyError as missing:
-                print(f"set {missing.args[0]} (and KLARNA_PASSWORD, KLARNA_REGION, "
-                      "KLARNA_ENVIRONMENT), or use --sandbox", file=sys.stderr)
+                print(
+                    f"set {missing.args[0]} (and KLARNA_PASSWORD, KLARNA_REGION, "
+                    "KLARNA_ENVIRONMENT), or use --sandbox",
+                    file=sys.stderr,
+                )
                 return EXIT_USAGE
             if args.base_url:
                 settings["base_url"] = args.base_url
         rate: dict[str, Any] = {} if args.rate_limit is None else {"rate_limit": args.rate_limit}
-        client = await stack.enter_async_context(KlarnaClient(
-            **settings,
-            **rate,
-            connection_limit=args.concurrency,
-            retry=RetryPolicy(max_attempts=args.max_attempts, max_delay=8.0, deadline=120.0,
-                              attempt_timeout=30.0),
-        ))
+        client = await stack.enter_async_context(
+            KlarnaClient(
+                **settings,
+                **rate,
+                connection_limit=args.concurrency,
+                retry=RetryPolicy(
+                    max_attempts=args.max_attempts,
+                    max_delay=8.0,
+                    deadline=120.0,
+                    attempt_timeout=30.0,
+                ),
+            )
+        )
         return await _charge_with(client, args)
-    return EXIT_OK  # pragma: no cover - the stack does not swallow
 
 
 async def _charge_with(client: KlarnaClient, args: argparse.Namespace) -> int:
@@ -358,8 +390,10 @@ async def _charge_with(client: KlarnaClient, args: argparse.Namespace) -> int:
                     continue
                 if charge_id in seen:
                     tally.invalid += 1
-                    print(f"line {number}: skipped, charge_id {charge_id!r} repeats an "
-                          "earlier line", file=sys.stderr)
+                    print(
+                        f"line {number}: skipped, charge_id {charge_id!r} repeats an earlier line",
+                        file=sys.stderr,
+                    )
                     continue
                 seen.add(charge_id)
                 line_of[id(parsed.charge)] = number
@@ -404,16 +438,19 @@ class _Progress:
             return self
         if not sys.stderr.isatty():
             return self
-        self._rich = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                              TimeElapsedColumn(), transient=False)
+        self._rich = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=False
+        )
         self._rich.__enter__()
         self._task = self._rich.add_task(self._text(), total=None)
         return self
 
     def _text(self) -> str:
         t = self.tally
-        return (f"{t.done} done, {t.rate():.0f}/s | placed {t.placed} | failed {t.failed} | "
-                f"unknown {t.unknown} | retried {t.retried}")
+        return (
+            f"{t.done} done, {t.rate():.0f}/s | placed {t.placed} | failed {t.failed} | "
+            f"unknown {t.unknown} | retried {t.retried}"
+        )
 
     def update(self) -> None:
         if not self.enabled:
@@ -443,8 +480,10 @@ def _summary(tally: _Tally, out: Path, stream: IO[str]) -> None:
         ("needed retries", tally.retried),
     ]
     width = max(len(name) for name, _ in rows)
-    print(f"\nklarna-async charge: {tally.done} charges in {elapsed:.1f} s "
-          f"({tally.rate():.0f}/s); results in {out}", file=stream)
+    print(
+        f"\nklarna-async charge: {tally.done} charges in {elapsed:.1f} s "
+        f"({tally.rate():.0f}/s); results in {out}",
+        file=stream,
+    )
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>8}", file=stream)
-

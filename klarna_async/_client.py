@@ -14,6 +14,7 @@ import aiohttp
 import attrs
 
 from klarna_async._config import (
+    DEFAULT_RATE_SHARE,
     DOCUMENTED_RATE_LIMITS,
     Credentials,
     Environment,
@@ -70,8 +71,8 @@ class KlarnaClient:
         timeout, deadline: shortcuts for the policy's ``attempt_timeout`` and ``deadline``.
         retry_budget: the client-wide :class:`RetryBudget`; ``None`` turns rationing off.
         rate_limit: requests per second the client sends at most, paced client-side. By default
-            Klarna's documented limit for order operations in that environment (200/s in
-            production, 50/s in playground) against Klarna, and none against a ``base_url``.
+            90 % of Klarna's documented limit for order operations in that environment (180/s
+            in production, 45/s in playground) against Klarna, none against a ``base_url``.
             ``None`` turns pacing off.
         check_amounts: check the amount arithmetic (line totals, order sums) before sending.
         on_attempt: called after every HTTP attempt with an :class:`AttemptEvent` (metrics).
@@ -91,8 +92,8 @@ class KlarnaClient:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
-        retry_budget: RetryBudget | None | _Default = DEFAULT,
-        rate_limit: float | None | _Default = DEFAULT,
+        retry_budget: RetryBudget | _Default | None = DEFAULT,
+        rate_limit: float | _Default | None = DEFAULT,
         check_amounts: bool = True,
         on_attempt: Callable[[AttemptEvent], None] | None = None,
         user_agent_extra: str | None = None,
@@ -112,7 +113,9 @@ class KlarnaClient:
         self.retry_policy = policy
         self.retry_budget = RetryBudget() if retry_budget is DEFAULT else retry_budget
         if rate_limit is DEFAULT:
-            rate_limit = None if base_url else DOCUMENTED_RATE_LIMITS[self.environment]
+            rate_limit = (
+                None if base_url else DOCUMENTED_RATE_LIMITS[self.environment] * DEFAULT_RATE_SHARE
+            )
         self.rate_limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self.check_amounts = check_amounts
         self._retrier = Retrier(self.retry_budget, on_attempt)
@@ -258,7 +261,7 @@ class KlarnaClient:
         )
 
 
-def path_param(value: str, what: str) -> str:
+def path_param(value: object, what: str) -> str:
     """A path segment made safe: non-empty, no traversal, percent-encoded."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string")

@@ -41,6 +41,9 @@ _HOSTS = {
 #: Klarna's documented per-merchant limit for order operations, in requests per second.
 #: Session and token creation have lower limits (40/s, 5/s in playground); pace those yourself.
 DOCUMENTED_RATE_LIMITS = {Environment.PRODUCTION: 200.0, Environment.PLAYGROUND: 50.0}
+#: The client's default pace: 90 % of the documented limit, because Klarna counts per merchant
+#: (other processes of the same merchant share the limit) and its counting is approximate.
+DEFAULT_RATE_SHARE = 0.9
 
 
 def base_url_for(region: Region | str, environment: Environment | str) -> str:

@@ -112,13 +112,11 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
 
 
 def _structure_open_enum(value: Any, cls: type[OpenStrEnum]) -> OpenStrEnum:
-    # The member map first: Enum.__call__ is slow, and the documented values are the common case.
-    member = cls._value2member_map_.get(value) if isinstance(value, str) else None
-    if member is not None:
-        return member  # type: ignore[return-value]
-    if isinstance(value, str):
-        return cls(value)
-    raise _WrongType(f"expected a string, got {_json_type(value)}")
+    if not isinstance(value, str):
+        raise _WrongType(f"expected a string, got {_json_type(value)}")
+    # The member map first: Enum.__call__ is slow, and documented values are the common case.
+    member = cls._value2member_map_.get(value)
+    return cls(value) if member is None else typing.cast(OpenStrEnum, member)
 
 
 def _is_homogeneous_tuple(t: Any) -> bool:

@@ -276,6 +276,7 @@ class OutcomeUnknownError(KlarnaError):
 # --- Klarna said no -----------------------------------------------------------------------------
 
 _NOT_MATCHING = re.compile(r"Not matching fields:\s*\[(.*)\]", re.DOTALL)
+_FIELD_PATH = re.compile(r"[A-Za-z_][\w]*(\[\d+\])?(\.[A-Za-z_][\w]*(\[\d+\])?)*")
 
 
 class ApiError(KlarnaError):
@@ -338,8 +339,18 @@ class BadValueError(BadRequestError):
         found: list[str] = []
         for message in self.error_messages:
             match = _NOT_MATCHING.search(message)
-            if match:
-                found.extend(f.strip() for f in match.group(1).split(",") if f.strip())
+            if not match:
+                continue
+            items: list[str] = []
+            for piece in match.group(1).split(","):
+                piece = piece.strip()
+                # "Incorrect number of items in the cart. Expected: 2, Actual: 3" is one item
+                # with a comma in it: a piece that is no field path belongs to the one before.
+                if items and not _FIELD_PATH.fullmatch(piece):
+                    items[-1] = f"{items[-1]}, {piece}"
+                elif piece:
+                    items.append(piece)
+            found.extend(items)
         return tuple(found)
 
 

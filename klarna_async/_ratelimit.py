@@ -17,7 +17,8 @@ __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    """At most ``rate`` requests per second on average, with bursts of up to ``burst``."""
+    """At most ``rate`` requests per second, with bursts of up to ``burst`` (default 1: evenly
+    spaced, so that no one-second window of the server's ever sees more than ``rate + 1``)."""
 
     def __init__(
         self,
@@ -30,8 +31,9 @@ class RateLimiter:
         if not rate > 0:
             raise ValueError(f"rate must be > 0 requests per second, got {rate!r}")
         self.rate = rate
-        # A tenth of a second's worth: smooth enough not to trip a one-second window.
-        self.burst = burst if burst is not None else max(1.0, rate / 10)
+        if burst is not None and burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst!r}")
+        self.burst = burst if burst is not None else 1.0
         self._interval = 1.0 / rate
         self._clock = clock
         self._sleep = sleep

@@ -75,7 +75,7 @@ class Safety(enum.Enum):
     IDEMPOTENCY_KEY = "idempotency_key"
     #: Uses a single-use authorization token: a repeat cannot act twice, but answers NOT_FOUND
     #: once the token has been used, whether or not by us.
-    SINGLE_USE_TOKEN = "single_use_token"
+    SINGLE_USE_TOKEN = "single_use_token"  # noqa: S105 - a name, not a secret
     #: A repeat is harmless (a second session, a cancellation requested twice).
     HARMLESS = "harmless"
 
@@ -90,7 +90,7 @@ def _not_negative(_: object, attribute: attrs.Attribute[float], value: float) ->
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         # None or 0 would silently mean "never retry" or "retry forever": say so instead.
         raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
@@ -223,7 +223,11 @@ def classify(error: KlarnaError) -> tuple[bool, bool]:
 
 def _describe(error: KlarnaError) -> str:
     if isinstance(error, ApiError):
-        return f"HTTP {error.status} {error.error_code}" if error.error_code else f"HTTP {error.status}"
+        return (
+            f"HTTP {error.status} {error.error_code}"
+            if error.error_code
+            else f"HTTP {error.status}"
+        )
     if isinstance(error, ResponseDecodeError):
         return f"HTTP {error.status} undecodable"
     return error.message
@@ -291,8 +295,17 @@ class Retrier:
                 raise
             else:
                 if self.on_attempt is not None:
-                    self._emit(operation, number, policy, "ok", None, clock() - began, None,
-                               idempotency_key, None)
+                    self._emit(
+                        operation,
+                        number,
+                        policy,
+                        "ok",
+                        None,
+                        clock() - began,
+                        None,
+                        idempotency_key,
+                        None,
+                    )
                 if number > 1 and logger.isEnabledFor(logging.INFO):
                     logger.info("%s succeeded on attempt %d", target, number)
                 return result, number
@@ -342,23 +355,41 @@ class Retrier:
                     logger.warning(
                         "%s giving up after attempt %d/%d (%s): %s, idempotency_key=%s, "
                         "correlation_id=%s",
-                        target, number, policy.max_attempts, records[-1].outcome, reason,
-                        idempotency_key, correlation_id,
+                        target,
+                        number,
+                        policy.max_attempts,
+                        records[-1].outcome,
+                        reason,
+                        idempotency_key,
+                        correlation_id,
                     )
                 if maybe_acted_before and safety is not Safety.READ:
                     raise self._unknown(operation, idempotency_key, records, last)
                 raise self._stamp(last, operation, idempotency_key, number)
 
             if self.on_attempt is not None:
-                self._emit(operation, number, policy, records[-1].outcome,
-                           getattr(last, "status", None), elapsed, delay, idempotency_key,
-                           correlation_id)
+                self._emit(
+                    operation,
+                    number,
+                    policy,
+                    records[-1].outcome,
+                    getattr(last, "status", None),
+                    elapsed,
+                    delay,
+                    idempotency_key,
+                    correlation_id,
+                )
             if logger.isEnabledFor(logging.WARNING):
                 logger.warning(
                     "%s attempt %d/%d failed (%s); retrying in %.2f s, idempotency_key=%s, "
                     "correlation_id=%s",
-                    target, number, policy.max_attempts, records[-1].outcome, delay,
-                    idempotency_key, correlation_id,
+                    target,
+                    number,
+                    policy.max_attempts,
+                    records[-1].outcome,
+                    delay,
+                    idempotency_key,
+                    correlation_id,
                 )
             await self._sleep(delay)
 
@@ -376,8 +407,17 @@ class Retrier:
     ) -> None:
         assert self.on_attempt is not None
         self.on_attempt(
-            AttemptEvent(operation, number, policy.max_attempts, outcome, status, elapsed,
-                         retry_in, key, correlation_id)
+            AttemptEvent(
+                operation,
+                number,
+                policy.max_attempts,
+                outcome,
+                status,
+                elapsed,
+                retry_in,
+                key,
+                correlation_id,
+            )
         )
 
     def _emit_final(
@@ -390,9 +430,17 @@ class Retrier:
         key: str | None,
     ) -> None:
         if self.on_attempt is not None:
-            self._emit(operation, number, policy, _describe(error),
-                       getattr(error, "status", None), elapsed, None, key,
-                       getattr(error, "correlation_id", None))
+            self._emit(
+                operation,
+                number,
+                policy,
+                _describe(error),
+                getattr(error, "status", None),
+                elapsed,
+                None,
+                key,
+                getattr(error, "correlation_id", None),
+            )
 
     @staticmethod
     def _stamp(error: KlarnaError, operation: str, key: str | None, attempts: int) -> KlarnaError:

@@ -23,6 +23,12 @@ line ``quantity_unit``    1 to 8 characters           any string
 address ``phone``         any length up to 99         5 to 99 characters
 ========================  ==========================  ==========================
 
+Three rules go beyond a schema, on purpose: a line ``type`` must be one of the eight documented
+types on KP too (KP lists them in prose, CT as an enum; ``return_fee`` belongs to Order
+Management); ``tax_rate`` is 0 to 10000 on CT too (its schema only says "non-negative" in
+prose); a subscription ``name`` is 1 to 255 characters on CT too (as on KP). Each catches a typo
+that Klarna would otherwise reject, or worse, accept.
+
 Amount arithmetic (``check_amounts``, on by default) is checked only where the numbers involved
 are themselves valid:
 
@@ -86,9 +92,11 @@ _INT64_MAX: Final = 2**63 - 1
 _TAX_RATE_MAX: Final = 10000
 
 
+_KINDS: Final = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
 def _kind(value: object) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
-    return names.get(type(value)) or f"a {type(value).__name__}"
+    return _KINDS.get(type(value)) or f"a {type(value).__name__}"
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -97,7 +105,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 # --- checks for one value ---------------------------------------------------------------------
-# Messages never quote a string value: it may be personal data.
+# Messages never quote free text: it may be personal data. Enum values and numbers are quoted.
 
 
 def _string(
@@ -162,17 +170,15 @@ def _one_of(values: Iterable[str]) -> _Check:
 
 def _array(item: _Check, *, min_items: int = 0, max_items: int | None = None) -> _Check:
     def check(value: Any, parent: str, key: str, out: list[Violation]) -> None:
-        if not isinstance(value, (tuple, list)):
-            out.append(Violation(parent + key, f"must be a tuple, got {_kind(value)}"))
-            return
         path = parent + key
+        if not isinstance(value, (tuple, list)):
+            out.append(Violation(path, f"must be a tuple, got {_kind(value)}"))
+            return
         count = len(value)
         if count < min_items:
-            out.append(
-                Violation(parent + key, f"must hold at least {min_items} item(s), got {count}")
-            )
+            out.append(Violation(path, f"must hold at least {min_items} item(s), got {count}"))
         elif max_items is not None and count > max_items:
-            out.append(Violation(parent + key, f"must hold at most {max_items} items, got {count}"))
+            out.append(Violation(path, f"must hold at most {max_items} items, got {count}"))
         for index, element in enumerate(value):
             item(element, path, f"[{index}]", out)
 

@@ -94,8 +94,10 @@ def response_schema(spec: str, method: str, path: str, status: int) -> dict[str,
 def _check(validator_cls: Any, schema: dict[str, Any], body: Any, what: str) -> None:
     validator = validator_cls(copy.deepcopy(schema))
     problems = sorted(
-        (f"${''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e.absolute_path)}: "
-         f"{e.message}")
+        (
+            f"${''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e.absolute_path)}: "
+            f"{e.message}"
+        )
         for e in validator.iter_errors(body)
     )
     if problems:

@@ -95,7 +95,9 @@ def customer_token_request(country: str = "US") -> CustomerTokenRequest:
     )
 
 
-def token_order(amount: int = 999, reference: str = "45aa52f387871e3a210645d4") -> TokenOrderRequest:
+def token_order(
+    amount: int = 999, reference: str = "45aa52f387871e3a210645d4"
+) -> TokenOrderRequest:
     return TokenOrderRequest(
         merchant_reference1=reference,
         merchant_data="optional string",

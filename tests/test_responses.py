@@ -71,13 +71,25 @@ class TestErrors:
         error = api_error(status, {}, klarna_body(code, "some message"))
         assert cls is type(error)
         assert (status, code, ("some message",), "6a9b1cb1") == (
-            error.status, error.error_code, error.error_messages, error.correlation_id)
+            error.status,
+            error.error_code,
+            error.error_messages,
+            error.correlation_id,
+        )
 
     @pytest.mark.parametrize(
         ("status", "cls"),
-        [(400, BadRequestError), (401, UnauthorizedError), (403, ForbiddenError),
-         (404, NotFoundError), (409, ConflictError), (429, RateLimitedError),
-         (503, ServiceUnavailableError), (500, ServerError), (418, ApiError)],
+        [
+            (400, BadRequestError),
+            (401, UnauthorizedError),
+            (403, ForbiddenError),
+            (404, NotFoundError),
+            (409, ConflictError),
+            (429, RateLimitedError),
+            (503, ServiceUnavailableError),
+            (500, ServerError),
+            (418, ApiError),
+        ],
     )
     def test_unknown_code_falls_back_to_status(self, status: int, cls: type[ApiError]):
         """A code Klarna adds later still lands in the right family."""
@@ -85,22 +97,39 @@ class TestErrors:
 
     def test_not_matching_fields_are_parsed(self):
         """BAD_VALUE lists the fields that differ from the authorization."""
-        error = api_error(400, {}, klarna_body(
-            "BAD_VALUE", "Not matching fields: [billing_address.postal_code, order_amount]"))
+        error = api_error(
+            400,
+            {},
+            klarna_body(
+                "BAD_VALUE", "Not matching fields: [billing_address.postal_code, order_amount]"
+            ),
+        )
         assert isinstance(error, BadValueError)
         assert ("billing_address.postal_code", "order_amount") == error.not_matching_fields
 
     def test_cart_message_is_kept_whole(self):
         """The cart variant of the message is kept as Klarna wrote it."""
-        message = "Not matching fields: [Incorrect number of items in the cart. Expected: 2, Actual: 3]"
+        message = (
+            "Not matching fields: [Incorrect number of items in the cart. Expected: 2, Actual: 3]"
+        )
         error = api_error(400, {}, klarna_body("BAD_VALUE", message))
         assert isinstance(error, BadValueError)
         assert message in str(error)
+        expected = ("Incorrect number of items in the cart. Expected: 2, Actual: 3",)
+        assert expected == error.not_matching_fields
 
     @pytest.mark.parametrize(
         "body",
-        [b"", b"   ", b"{}", b'{"error_code": 5}', b"[]", b'"text"',
-         b'{"error_message": "singular form"}', b'{"error_messages": "just a string"}'],
+        [
+            b"",
+            b"   ",
+            b"{}",
+            b'{"error_code": 5}',
+            b"[]",
+            b'"text"',
+            b'{"error_message": "singular form"}',
+            b'{"error_messages": "just a string"}',
+        ],
     )
     def test_error_bodies_are_read_leniently(self, body: bytes):
         """Missing fields, the singular form, an empty body: still a typed error, no KeyError."""
@@ -130,8 +159,11 @@ class TestErrors:
 
     def test_rate_limit_values(self):
         """429 exposes Klarna's X-Ratelimit-* values."""
-        headers = {"X-Ratelimit-Limit": "40, 40;w=1", "X-Ratelimit-Remaining": "0",
-                   "X-Ratelimit-Reset": "0.5"}
+        headers = {
+            "X-Ratelimit-Limit": "40, 40;w=1",
+            "X-Ratelimit-Remaining": "0",
+            "X-Ratelimit-Reset": "0.5",
+        }
         error = api_error(429, headers, b"")
         assert isinstance(error, RateLimitedError)
         assert ("40, 40;w=1", 0, 0.5) == (error.limit, error.remaining, error.reset)
@@ -151,8 +183,10 @@ class TestErrors:
 class TestSuccess:
     def test_order_decodes(self):
         """The seed's answer, with the string form of authorized_payment_method."""
-        body = (b'{"order_id": "3eaeb557", "redirect_url": "https://x", "fraud_status": '
-                b'"ACCEPTED", "authorized_payment_method": "invoice", "new_field": 1}')
+        body = (
+            b'{"order_id": "3eaeb557", "redirect_url": "https://x", "fraud_status": '
+            b'"ACCEPTED", "authorized_payment_method": "invoice", "new_field": 1}'
+        )
         order = decode_success(200, {}, body, Order)
         assert ("3eaeb557", FraudStatus.ACCEPTED) == (order.order_id, order.fraud_status)
         assert order.authorized_payment_method is not None
@@ -160,8 +194,13 @@ class TestSuccess:
 
     @pytest.mark.parametrize(
         "body",
-        [b"<html>OK</html>", b"", b'{"fraud_status": "ACCEPTED"}', b"[1]",
-         b'{"order_id": 12, "fraud_status": "ACCEPTED"}'],
+        [
+            b"<html>OK</html>",
+            b"",
+            b'{"fraud_status": "ACCEPTED"}',
+            b"[1]",
+            b'{"order_id": 12, "fraud_status": "ACCEPTED"}',
+        ],
     )
     def test_bad_success_bodies_are_typed_errors(self, body: bytes):
         """A 200 without a readable order never passes as success, nor crashes raw."""

@@ -65,20 +65,38 @@ def script(outcomes: Sequence[object], time: FakeTime | None = None, cost: float
 
 
 def api(cls: type, status: int, code: str | None = None, **headers: str) -> KlarnaError:
-    return cls(status=status, error_code=code, error_messages=["x"], correlation_id="corr",
-               headers={k.replace("_", "-"): v for k, v in headers.items()})
+    return cls(
+        status=status,
+        error_code=code,
+        error_messages=["x"],
+        correlation_id="corr",
+        headers={k.replace("_", "-"): v for k, v in headers.items()},
+    )
 
 
-def retrier(time: FakeTime, budget: RetryBudget | None = None,
-            on_attempt: Callable[[AttemptEvent], None] | None = None) -> Retrier:
+def retrier(
+    time: FakeTime,
+    budget: RetryBudget | None = None,
+    on_attempt: Callable[[AttemptEvent], None] | None = None,
+) -> Retrier:
     return Retrier(budget, on_attempt, sleep=time.sleep, clock=time.clock)
 
 
-async def run(r: Retrier, attempt, safety: Safety = Safety.IDEMPOTENCY_KEY,
-              policy: RetryPolicy | None = None, key: str | None = "key-1"):
-    return await r.run(operation="customer_tokens.create_order", target="op ****abcd",
-                       safety=safety, policy=policy or RetryPolicy(), idempotency_key=key,
-                       attempt=attempt)
+async def run(
+    r: Retrier,
+    attempt,
+    safety: Safety = Safety.IDEMPOTENCY_KEY,
+    policy: RetryPolicy | None = None,
+    key: str | None = "key-1",
+):
+    return await r.run(
+        operation="customer_tokens.create_order",
+        target="op ****abcd",
+        safety=safety,
+        policy=policy or RetryPolicy(),
+        idempotency_key=key,
+        attempt=attempt,
+    )
 
 
 class TestClassify:
@@ -138,8 +156,11 @@ class TestRetries:
         with pytest.raises(type(error)) as caught:
             await run(retrier(time), attempt)
         assert caught.value is error
-        assert (1, "key-1", 1) == (len(attempt.calls), caught.value.idempotency_key,
-                                   caught.value.attempts)
+        assert (1, "key-1", 1) == (
+            len(attempt.calls),
+            caught.value.idempotency_key,
+            caught.value.attempts,
+        )
         assert [] == time.sleeps
 
     async def test_attempts_are_bounded_and_definite_failure_is_reported(self):
@@ -155,8 +176,13 @@ class TestRetries:
     async def test_write_that_may_have_acted_is_outcome_unknown(self):
         """Timeouts after sending, then no attempts left: OutcomeUnknownError with the key."""
         time = FakeTime()
-        attempt = script([RequestTimeoutError("t1"), TransportError("reset"),
-                          api(ServiceUnavailableError, 503, "SERVICE_UNAVAILABLE")])
+        attempt = script(
+            [
+                RequestTimeoutError("t1"),
+                TransportError("reset"),
+                api(ServiceUnavailableError, 503, "SERVICE_UNAVAILABLE"),
+            ]
+        )
         with pytest.raises(OutcomeUnknownError) as caught:
             await run(retrier(time), attempt)
         error = caught.value
@@ -192,16 +218,21 @@ class TestRetries:
     async def test_single_use_token_session_completed_after_gateway_timeout(self):
         """SESSION_COMPLETED after a 504 is just as ambiguous."""
         time = FakeTime()
-        attempt = script([api(ServerError, 504), api(SessionCompletedError, 404,
-                                                      "SESSION_COMPLETED")])
+        attempt = script(
+            [api(ServerError, 504), api(SessionCompletedError, 404, "SESSION_COMPLETED")]
+        )
         with pytest.raises(OutcomeUnknownError):
             await run(retrier(time), attempt, safety=Safety.SINGLE_USE_TOKEN, key=None)
 
     async def test_single_use_token_not_found_after_503_is_not_found(self):
         """After a 503 (nothing processed) NOT_FOUND means what it says."""
         time = FakeTime()
-        attempt = script([api(ServiceUnavailableError, 503, "SERVICE_UNAVAILABLE"),
-                          api(NotFoundError, 404, "NOT_FOUND")])
+        attempt = script(
+            [
+                api(ServiceUnavailableError, 503, "SERVICE_UNAVAILABLE"),
+                api(NotFoundError, 404, "NOT_FOUND"),
+            ]
+        )
         with pytest.raises(NotFoundError):
             await run(retrier(time), attempt, safety=Safety.SINGLE_USE_TOKEN, key=None)
 
@@ -223,8 +254,9 @@ class TestRetries:
     async def test_deadline_cuts_attempt_timeouts_and_stops(self):
         """Each attempt gets what is left of the deadline; no retry once it is spent."""
         time = FakeTime()
-        policy = RetryPolicy(max_attempts=10, deadline=5.0, attempt_timeout=3.0,
-                             initial_delay=0.0, max_delay=0.0)
+        policy = RetryPolicy(
+            max_attempts=10, deadline=5.0, attempt_timeout=3.0, initial_delay=0.0, max_delay=0.0
+        )
         attempt = script([RequestTimeoutError("t")] * 10, time=time, cost=3.0)
         with pytest.raises(OutcomeUnknownError):
             await run(retrier(time), attempt, policy=policy)
@@ -263,8 +295,14 @@ class TestRetries:
 class TestPolicy:
     @pytest.mark.parametrize(
         "kwargs",
-        [{"max_attempts": 0}, {"max_attempts": None}, {"max_attempts": True},
-         {"deadline": 0}, {"attempt_timeout": -1}, {"initial_delay": -0.1}],
+        [
+            {"max_attempts": 0},
+            {"max_attempts": None},
+            {"max_attempts": True},
+            {"deadline": 0},
+            {"attempt_timeout": -1},
+            {"initial_delay": -0.1},
+        ],
     )
     def test_rejects_nonsense(self, kwargs):
         """None, 0 or negative values are refused loudly instead of meaning 'never' or 'ever'."""

@@ -19,6 +19,11 @@ from klarna_async._models.enums import (
     Interval,
     OrderLineType,
     OrganizationEntityType,
+    as_authorized_payment_method_type,
+    as_fraud_status,
+    as_interval,
+    as_order_line_type,
+    as_organization_entity_type,
 )
 
 __all__ = [
@@ -63,7 +68,7 @@ class Subscription:
     """``subscription``: the recurring plan an order line belongs to."""
 
     name: str
-    interval: Interval
+    interval: Interval = attrs.field(converter=as_interval)
     interval_count: int
 
 
@@ -89,7 +94,7 @@ class OrderLine:
     unit_price: int
     #: ``quantity * unit_price - total_discount_amount``.
     total_amount: int
-    type: OrderLineType | None = None
+    type: OrderLineType | None = attrs.field(default=None, converter=as_order_line_type)
     reference: str | None = None
     quantity_unit: str | None = None
     #: Basis points: 2500 = 25 %.
@@ -132,7 +137,9 @@ class Customer:
     gender: str | None = None
     last_four_ssn: str | None = None
     national_identification_number: str | None = None
-    organization_entity_type: OrganizationEntityType | None = None
+    organization_entity_type: OrganizationEntityType | None = attrs.field(
+        default=None, converter=as_organization_entity_type
+    )
     organization_registration_id: str | None = None
     title: str | None = None
     #: ``person`` or ``organization``; the latter starts a B2B session.
@@ -184,7 +191,7 @@ class AuthorizedPaymentMethod:
 
     # The spec sends an object; Klarna's own examples send the bare type ("invoice"). The
     # converter decodes that to AuthorizedPaymentMethod(type="invoice").
-    type: AuthorizedPaymentMethodType
+    type: AuthorizedPaymentMethodType = attrs.field(converter=as_authorized_payment_method_type)
     number_of_days: int | None = None
     number_of_installments: int | None = None
 
@@ -196,7 +203,7 @@ class Order:
     #: The id Order Management knows the order by.
     order_id: str
     #: ``ACCEPTED`` may be captured; ``PENDING`` waits for Klarna's notification.
-    fraud_status: FraudStatus | None = None
+    fraud_status: FraudStatus | None = attrs.field(default=None, converter=as_fraud_status)
     # The CT spec marks redirect_url required, yet Klarna's CT example answers without it.
     redirect_url: str | None = None
     authorized_payment_method: AuthorizedPaymentMethod | None = None

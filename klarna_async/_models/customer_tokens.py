@@ -9,7 +9,12 @@ from __future__ import annotations
 import attrs
 
 from klarna_async._models.common import Address, Attachment, OrderLine, TokenMerchantUrls
-from klarna_async._models.enums import PaymentMethodType, TokenStatus
+from klarna_async._models.enums import (
+    PaymentMethodType,
+    TokenStatus,
+    as_payment_method_type,
+    as_token_status,
+)
 
 __all__ = ["Card", "CustomerToken", "DirectDebit", "TokenOrderRequest"]
 
@@ -54,7 +59,7 @@ class DirectDebit:
 class CustomerToken:
     """``customer_token``: a token's status and the payment method it charges."""
 
-    status: TokenStatus
-    payment_method_type: PaymentMethodType
+    status: TokenStatus = attrs.field(converter=as_token_status)
+    payment_method_type: PaymentMethodType = attrs.field(converter=as_payment_method_type)
     card: Card | None = None
     direct_debit: DirectDebit | None = None

@@ -12,7 +12,7 @@ so a typo is caught before it is sent.
 from __future__ import annotations
 
 import enum
-from typing import Any, Self
+from typing import Any, Self, TypeVar, cast
 
 __all__ = [
     "AcquiringChannel",
@@ -186,3 +186,65 @@ class OrganizationEntityType(OpenStrEnum):
     CIVIL_LAW_PARTNERSHIP = "CIVIL_LAW_PARTNERSHIP"
     PUBLIC_INSTITUTION = "PUBLIC_INSTITUTION"
     OTHER = "OTHER"
+
+
+# --- attrs converters ---------------------------------------------------------------------------
+# The models declare enum types, yet a caller may write the plain string (``interval="MONTH"``):
+# these turn a plain str into the enum (a pseudo-member if unknown, which request validation then
+# rejects). Anything else is left as it is, so that validation can report it with its path
+# rather than the constructor raising. One named function per field type, because mypy's attrs
+# plugin reads the accepted type from the converter's signature.
+
+_E = TypeVar("_E", bound=OpenStrEnum)
+
+
+def _coerce(cls: type[_E], value: object) -> Any:
+    return cls(value) if value.__class__ is str else value
+
+
+def as_intent(value: Intent | str | None) -> Intent | None:
+    return cast("Intent | None", _coerce(Intent, value))
+
+
+def as_acquiring_channel(value: AcquiringChannel | str | None) -> AcquiringChannel | None:
+    return cast("AcquiringChannel | None", _coerce(AcquiringChannel, value))
+
+
+def as_session_status(value: SessionStatus | str | None) -> SessionStatus | None:
+    return cast("SessionStatus | None", _coerce(SessionStatus, value))
+
+
+def as_interval(value: Interval | str) -> Interval:
+    return cast(Interval, _coerce(Interval, value))
+
+
+def as_order_line_type(value: OrderLineType | str | None) -> OrderLineType | None:
+    return cast("OrderLineType | None", _coerce(OrderLineType, value))
+
+
+def as_fraud_status(value: FraudStatus | str | None) -> FraudStatus | None:
+    return cast("FraudStatus | None", _coerce(FraudStatus, value))
+
+
+def as_intended_use(value: IntendedUse | str) -> IntendedUse:
+    return cast(IntendedUse, _coerce(IntendedUse, value))
+
+
+def as_token_status(value: TokenStatus | str) -> TokenStatus:
+    return cast(TokenStatus, _coerce(TokenStatus, value))
+
+
+def as_payment_method_type(value: PaymentMethodType | str) -> PaymentMethodType:
+    return cast(PaymentMethodType, _coerce(PaymentMethodType, value))
+
+
+def as_authorized_payment_method_type(
+    value: AuthorizedPaymentMethodType | str,
+) -> AuthorizedPaymentMethodType:
+    return cast(AuthorizedPaymentMethodType, _coerce(AuthorizedPaymentMethodType, value))
+
+
+def as_organization_entity_type(
+    value: OrganizationEntityType | str | None,
+) -> OrganizationEntityType | None:
+    return cast("OrganizationEntityType | None", _coerce(OrganizationEntityType, value))

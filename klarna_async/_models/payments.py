@@ -20,7 +20,16 @@ from klarna_async._models.common import (
     OrderLine,
     PaymentMethodCategory,
 )
-from klarna_async._models.enums import AcquiringChannel, IntendedUse, Intent, SessionStatus
+from klarna_async._models.enums import (
+    AcquiringChannel,
+    IntendedUse,
+    Intent,
+    SessionStatus,
+    as_acquiring_channel,
+    as_intended_use,
+    as_intent,
+    as_session_status,
+)
 
 __all__ = [
     "CustomerTokenCreated",
@@ -43,8 +52,10 @@ class SessionRequest:
     order_lines: tuple[OrderLine, ...]
     order_tax_amount: int | None = None
     locale: str | None = None
-    intent: Intent | None = None
-    acquiring_channel: AcquiringChannel | None = None
+    intent: Intent | None = attrs.field(default=None, converter=as_intent)
+    acquiring_channel: AcquiringChannel | None = attrs.field(
+        default=None, converter=as_acquiring_channel
+    )
     billing_address: Address | None = None
     shipping_address: Address | None = None
     customer: Customer | None = None
@@ -73,8 +84,8 @@ class SessionCreated:
 class Session:
     """``session_read``: a payment session as Klarna holds it."""
 
-    status: SessionStatus | None = None
-    intent: Intent | None = None
+    status: SessionStatus | None = attrs.field(default=None, converter=as_session_status)
+    intent: Intent | None = attrs.field(default=None, converter=as_intent)
     authorization_token: str | None = None
     client_token: str | None = None
     expires_at: datetime | None = None
@@ -84,7 +95,9 @@ class Session:
     order_amount: int | None = None
     order_tax_amount: int | None = None
     order_lines: tuple[OrderLine, ...] | None = None
-    acquiring_channel: AcquiringChannel | None = None
+    acquiring_channel: AcquiringChannel | None = attrs.field(
+        default=None, converter=as_acquiring_channel
+    )
     billing_address: Address | None = None
     shipping_address: Address | None = None
     customer: Customer | None = None
@@ -130,7 +143,7 @@ class CustomerTokenRequest:
     purchase_currency: str
     locale: str
     description: str
-    intended_use: IntendedUse
+    intended_use: IntendedUse = attrs.field(converter=as_intended_use)
     billing_address: Address | None = None
     customer: Customer | None = None
 

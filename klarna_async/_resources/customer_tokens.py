@@ -93,8 +93,13 @@ class CustomerTokens:
 
         ``charges`` is consumed lazily (a generator of a million charges runs in flat memory).
         ``concurrency`` defaults to the client's ``connection_limit`` and may not exceed it: a
-        charge waiting for a pooled connection would spend its timeout unsent. Stopping the
-        iteration (``break``) or cancelling the consumer cancels the charges in flight.
+        charge waiting for a pooled connection would spend its timeout unsent. Cancelling the
+        consumer cancels the charges in flight; to stop early with ``break`` and be sure they
+        are cancelled before the next line, iterate under ``contextlib.aclosing``::
+
+            async with aclosing(client.customer_tokens.charge_many(charges)) as results:
+                async for result in results:
+                    ...
         """
         limit = self._client.connection_limit
         if concurrency is None:
@@ -121,7 +126,7 @@ class CustomerTokens:
         token = path_param(customer_token, "customer_token")
         if idempotency_key is None:
             idempotency_key = str(uuid.uuid4())
-        elif not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        elif not idempotency_key.strip():
             raise ValueError("idempotency_key must be a non-empty string")
         _, body = prepare(request, TokenOrderRequest, check_amounts=self._client.check_amounts)
         result, attempts = await self._client._request(

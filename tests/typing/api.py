@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from klarna_async import (
+    Interval,
     KlarnaClient,
     Order,
     OrderLine,
@@ -26,7 +27,9 @@ async def charge(token: str, subscription_id: str, period: str) -> str | None:
                 quantity=1,
                 unit_price=999,
                 total_amount=999,
-                subscription=Subscription(name="Premium", interval="MONTH", interval_count=1),
+                subscription=Subscription(
+                    name="Premium", interval=Interval.MONTH, interval_count=1
+                ),
             ),
         ),
     )
