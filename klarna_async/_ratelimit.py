@@ -13,7 +13,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-__all__ = ["RateLimiter"]
+__all__ = ["LOW_REMAINING", "RateLimiter"]
+
+#: At or below this many requests left in Klarna's window, everyone waits for the reset.
+LOW_REMAINING = 2
 
 
 class RateLimiter:
@@ -51,11 +54,16 @@ class RateLimiter:
             await self._sleep(wait)
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from an answer: pause everyone when the server says the window is spent."""
-        remaining = headers.get("X-Ratelimit-Remaining")
-        if status != 429 and (remaining is None or remaining.strip() != "0"):
-            return
-        reset = _seconds(headers.get("X-Ratelimit-Reset")) or _seconds(headers.get("Retry-After"))
+        """Learn from an answer: when the server says its window is (nearly) spent, or answers
+        429, nobody sends again until the window resets."""
+        if status != 429:
+            remaining = _seconds(headers.get("X-Ratelimit-Remaining"))
+            # Low, not only zero: by the time we read it, requests already in flight spend more.
+            if remaining is None or remaining > LOW_REMAINING:
+                return
+        reset = _seconds(headers.get("X-Ratelimit-Reset"))
+        if reset is None:
+            reset = _seconds(headers.get("Retry-After"))
         self.pause(reset if reset is not None else 1.0)
 
     def pause(self, seconds: float) -> None:

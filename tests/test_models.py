@@ -325,3 +325,28 @@ def test_request_models_survive_to_dict(cls: type[Any], data: st.DataObject) -> 
         value = getattr(again, field.name)
         if isinstance(getattr(instance, field.name), OpenStrEnum):
             assert type(value) is type(getattr(instance, field.name))
+
+
+def test_constructors_take_plain_strings_for_enums() -> None:
+    """``interval="MONTH"`` is the enum member; junk of another type is left for validation."""
+    subscription = Subscription(name="Premium", interval="MONTH", interval_count=1)
+    assert subscription.interval is Interval.MONTH
+    line = OrderLine(name="x", quantity=1, unit_price=1, total_amount=1, type="physcial")
+    assert isinstance(line.type, OrderLineType)
+    assert not line.type.known
+    junk: Any = 5
+    kept: Any = OrderLine(name="x", quantity=1, unit_price=1, total_amount=1, type=junk).type
+    assert kept == 5
+    assert (
+        SessionRequest(
+            purchase_country="SE",
+            purchase_currency="SEK",
+            order_amount=0,
+            order_lines=(),
+            intent="tokenize",
+            acquiring_channel="IN_STORE",
+        ).intent
+        is Intent.TOKENIZE
+    )
+    assert Order(order_id="o", fraud_status="PENDING").fraud_status is FraudStatus.PENDING
+    assert CustomerToken(status="active", payment_method_type="card").status is TokenStatus.ACTIVE

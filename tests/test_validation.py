@@ -900,6 +900,9 @@ class TestAmounts:
         assert list(violations(request)) == ["$.order_lines[0].quantity"]
         request = set_path(kp_order(), "order_lines", [kp_order().order_lines[0], "x"])
         assert list(violations(request)) == ["$.order_lines[1]"]
+        assert list(violations(attrs.evolve(kp_order(), order_lines=()))) == ["$.order_lines"]
+        junk: Any = "x"
+        assert list(violations(attrs.evolve(kp_order(), order_lines=junk))) == ["$.order_lines"]
 
 
 # --- entry points -------------------------------------------------------------------------------
