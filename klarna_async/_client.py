@@ -24,7 +24,14 @@ from klarna_async._config import (
 )
 from klarna_async._ratelimit import RateLimiter
 from klarna_async._responses import api_error, decode_success
-from klarna_async._retry import AttemptEvent, Retrier, RetryBudget, RetryPolicy, Safety
+from klarna_async._retry import (
+    AttemptEvent,
+    Retrier,
+    RetryBudget,
+    RetryPolicy,
+    Safety,
+    mask_token,
+)
 from klarna_async._transport import send
 
 if TYPE_CHECKING:
@@ -214,12 +221,9 @@ class KlarnaClient:
 
     async def _request(
         self,
+        endpoint: Endpoint,
+        param: str | None,
         *,
-        operation: str,
-        method: str,
-        path: str,
-        target: str,
-        safety: Safety,
         body: bytes | None,
         model: type[T] | None,
         retry: RetryPolicy | None,
@@ -230,7 +234,9 @@ class KlarnaClient:
         ``body`` and the headers are made once: every attempt sends the same bytes and key.
         """
         session = self._ready_session()
-        url = self.base_url + path
+        url = self.base_url + endpoint.path(param)
+        target = endpoint.describe(param)
+        method = endpoint.method
         headers = self._headers
         if idempotency_key is not None:
             headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
@@ -252,13 +258,53 @@ class KlarnaClient:
             raise api_error(raw.status, raw.headers, raw.body)
 
         return await self._retrier.run(
-            operation=operation,
+            operation=endpoint.operation,
             target=target,
-            safety=safety,
+            safety=endpoint.safety,
             policy=retry or self.retry_policy,
             idempotency_key=idempotency_key,
             attempt=attempt,
         )
+
+    async def _fetch(
+        self,
+        endpoint: Endpoint,
+        param: str | None,
+        model: type[T],
+        *,
+        body: bytes | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        """:meth:`_request` for an operation that answers with a body."""
+        result, _ = await self._request(endpoint, param, body=body, model=model, retry=retry)
+        assert result is not None  # decode_success returns a model or raises
+        return result
+
+
+@attrs.frozen
+class Endpoint:
+    """One Klarna operation: its name, method and path, and what repeating it can do.
+
+    ``template`` has one ``{}`` for the path parameter. ``secret`` says whether that parameter
+    is a token that logs may show only masked.
+    """
+
+    operation: str
+    method: str
+    template: str
+    safety: Safety
+    what: str | None = None
+    secret: bool = True
+
+    def path(self, param: str | None) -> str:
+        if self.what is None:
+            return self.template
+        return self.template.format(path_param(param, self.what))
+
+    def describe(self, param: str | None) -> str:
+        if param is None:
+            return self.operation
+        return f"{self.operation} {mask_token(param) if self.secret else param}"
 
 
 def path_param(value: object, what: str) -> str:

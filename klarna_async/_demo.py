@@ -51,6 +51,14 @@ _ADDRESS = Address(
 _URLS = MerchantUrls(
     confirmation="https://example.com/confirmation", notification="https://example.com/pending"
 )
+_TOKEN_REQUEST = CustomerTokenRequest(
+    purchase_country="US",
+    purchase_currency="USD",
+    locale="en-US",
+    billing_address=_ADDRESS,
+    description="Streaming subscription",
+    intended_use=IntendedUse.SUBSCRIPTION,
+)
 _PLAN = Subscription(name="Streaming Monthly", interval=Interval.MONTH, interval_count=1)
 
 
@@ -162,14 +170,7 @@ async def run_demo(*, charges: int = 300, seed: int = 7, out: IO[str] = sys.stdo
         token = fake.authorize(session.session_id)
         created = await klarna.payments.create_customer_token(
             token,
-            CustomerTokenRequest(
-                purchase_country="US",
-                purchase_currency="USD",
-                locale="en-US",
-                billing_address=_ADDRESS,
-                description="Streaming subscription",
-                intended_use=IntendedUse.SUBSCRIPTION,
-            ),
+            _TOKEN_REQUEST,
         )
         details = await klarna.customer_tokens.get(created.token_id)
         say(
@@ -195,14 +196,7 @@ async def run_demo(*, charges: int = 300, seed: int = 7, out: IO[str] = sys.stdo
         order = await klarna.payments.create_order(token, _order("order-1004", _PLAN))
         created = await klarna.payments.create_customer_token(
             token,
-            CustomerTokenRequest(
-                purchase_country="US",
-                purchase_currency="USD",
-                locale="en-US",
-                billing_address=_ADDRESS,
-                description="Streaming subscription",
-                intended_use=IntendedUse.SUBSCRIPTION,
-            ),
+            _TOKEN_REQUEST,
         )
         say(
             f"   order {order.order_id} charged today; token ****{created.token_id[-4:]} "

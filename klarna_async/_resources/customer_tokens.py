@@ -12,9 +12,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from klarna_async._batch import Charge, ChargeResult, run_charges
-from klarna_async._client import path_param
+from klarna_async._client import Endpoint
 from klarna_async._models import CustomerToken, Order, TokenOrderRequest
-from klarna_async._retry import RetryPolicy, Safety, mask_token
+from klarna_async._retry import RetryPolicy, Safety
 from klarna_async._validation import prepare
 
 if TYPE_CHECKING:
@@ -22,6 +22,19 @@ if TYPE_CHECKING:
 
 __all__ = ["CustomerTokens", "derive_idempotency_key"]
 
+_TOKEN_PATH = "/customer-token/v1/tokens/{}"
+GET = Endpoint("customer_tokens.get", "GET", _TOKEN_PATH, Safety.READ, "customer_token")
+CREATE_ORDER = Endpoint(
+    "customer_tokens.create_order",
+    "POST",
+    _TOKEN_PATH + "/order",
+    Safety.IDEMPOTENCY_KEY,
+    "customer_token",
+)
+# Cancelling twice cancels once; no key is declared for it.
+CANCEL = Endpoint(
+    "customer_tokens.cancel", "PATCH", _TOKEN_PATH + "/status", Safety.HARMLESS, "customer_token"
+)
 _CANCEL_BODY = b'{"status":"CANCELLED"}'
 
 
@@ -51,18 +64,7 @@ class CustomerTokens:
 
     async def get(self, customer_token: str, *, retry: RetryPolicy | None = None) -> CustomerToken:
         """Read a token's status (active, suspended, cancelled) and payment method."""
-        result, _ = await self._client._request(
-            operation="customer_tokens.get",
-            method="GET",
-            path=f"/customer-token/v1/tokens/{path_param(customer_token, 'customer_token')}",
-            target=f"customer_tokens.get {mask_token(customer_token)}",
-            safety=Safety.READ,
-            body=None,
-            model=CustomerToken,
-            retry=retry,
-        )
-        assert result is not None
-        return result
+        return await self._client._fetch(GET, customer_token, CustomerToken, retry=retry)
 
     async def create_order(
         self,
@@ -123,35 +125,24 @@ class CustomerTokens:
         idempotency_key: str | None,
         retry: RetryPolicy | None,
     ) -> tuple[Order, int]:
-        token = path_param(customer_token, "customer_token")
         if idempotency_key is None:
             idempotency_key = str(uuid.uuid4())
         elif not idempotency_key.strip():
             raise ValueError("idempotency_key must be a non-empty string")
         _, body = prepare(request, TokenOrderRequest, check_amounts=self._client.check_amounts)
-        result, attempts = await self._client._request(
-            operation="customer_tokens.create_order",
-            method="POST",
-            path=f"/customer-token/v1/tokens/{token}/order",
-            target=f"customer_tokens.create_order {mask_token(customer_token)}",
-            safety=Safety.IDEMPOTENCY_KEY,
+        order, attempts = await self._client._request(
+            CREATE_ORDER,
+            customer_token,
             body=body,
             model=Order,
             retry=retry,
             idempotency_key=idempotency_key,
         )
-        assert result is not None
-        return result, attempts
+        assert order is not None  # decode_success returns a model or raises
+        return order, attempts
 
     async def cancel(self, customer_token: str, *, retry: RetryPolicy | None = None) -> None:
         """Cancel a token for good (Klarna answers 202 and processes it asynchronously)."""
         await self._client._request(
-            operation="customer_tokens.cancel",
-            method="PATCH",
-            path=f"/customer-token/v1/tokens/{path_param(customer_token, 'customer_token')}/status",
-            target=f"customer_tokens.cancel {mask_token(customer_token)}",
-            safety=Safety.HARMLESS,
-            body=_CANCEL_BODY,
-            model=None,
-            retry=retry,
+            CANCEL, customer_token, body=_CANCEL_BODY, model=None, retry=retry
         )

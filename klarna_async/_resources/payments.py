@@ -3,6 +3,8 @@
 Every operation on an authorization token is :attr:`Safety.SINGLE_USE_TOKEN`: Klarna declares no
 idempotency key for them, but the token can be used once, so a repeat cannot charge twice. After
 an attempt that may have acted, a repeat's ``NOT_FOUND`` becomes ``OutcomeUnknownError``.
+Sessions are :attr:`Safety.HARMLESS`: a repeat makes at most a second session, which expires
+unused after 48 hours.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from klarna_async._client import path_param
+from klarna_async._client import Endpoint
 from klarna_async._models import (
     CustomerTokenCreated,
     CustomerTokenRequest,
@@ -20,13 +22,50 @@ from klarna_async._models import (
     SessionCreated,
     SessionRequest,
 )
-from klarna_async._retry import RetryPolicy, Safety, mask_token
+from klarna_async._retry import RetryPolicy, Safety
 from klarna_async._validation import prepare
 
 if TYPE_CHECKING:
     from klarna_async._client import KlarnaClient
 
 __all__ = ["Payments"]
+
+_AUTHORIZATION = "/payments/v1/authorizations/{}"
+CREATE_SESSION = Endpoint(
+    "payments.create_session", "POST", "/payments/v1/sessions", Safety.HARMLESS
+)
+GET_SESSION = Endpoint(
+    "payments.get_session", "GET", "/payments/v1/sessions/{}", Safety.READ, "session_id", False
+)
+UPDATE_SESSION = Endpoint(
+    "payments.update_session",
+    "POST",
+    "/payments/v1/sessions/{}",
+    Safety.HARMLESS,
+    "session_id",
+    False,
+)
+CREATE_ORDER = Endpoint(
+    "payments.create_order",
+    "POST",
+    _AUTHORIZATION + "/order",
+    Safety.SINGLE_USE_TOKEN,
+    "authorization_token",
+)
+CREATE_CUSTOMER_TOKEN = Endpoint(
+    "payments.create_customer_token",
+    "POST",
+    _AUTHORIZATION + "/customer-token",
+    Safety.SINGLE_USE_TOKEN,
+    "authorization_token",
+)
+CANCEL_AUTHORIZATION = Endpoint(
+    "payments.cancel_authorization",
+    "DELETE",
+    _AUTHORIZATION,
+    Safety.SINGLE_USE_TOKEN,
+    "authorization_token",
+)
 
 
 class Payments:
@@ -35,42 +74,21 @@ class Payments:
     def __init__(self, client: KlarnaClient) -> None:
         self._client = client
 
+    def _body(self, request: Any, cls: type[Any]) -> bytes:
+        return prepare(request, cls, check_amounts=self._client.check_amounts)[1]
+
     async def create_session(
         self, request: SessionRequest | Mapping[str, Any], *, retry: RetryPolicy | None = None
     ) -> SessionCreated:
-        """Start a payment session (``intent`` buy, tokenize or buy_and_tokenize).
-
-        A repeat after a lost answer only makes a second session, which expires unused after
-        48 hours, so this is retried like a read.
-        """
-        _, body = prepare(request, SessionRequest, check_amounts=self._client.check_amounts)
-        result, _ = await self._client._request(
-            operation="payments.create_session",
-            method="POST",
-            path="/payments/v1/sessions",
-            target="payments.create_session",
-            safety=Safety.HARMLESS,
-            body=body,
-            model=SessionCreated,
-            retry=retry,
+        """Start a payment session (``intent`` buy, tokenize or buy_and_tokenize)."""
+        body = self._body(request, SessionRequest)
+        return await self._client._fetch(
+            CREATE_SESSION, None, SessionCreated, body=body, retry=retry
         )
-        assert result is not None
-        return result
 
     async def get_session(self, session_id: str, *, retry: RetryPolicy | None = None) -> Session:
         """Read a session as Klarna has it now."""
-        result, _ = await self._client._request(
-            operation="payments.get_session",
-            method="GET",
-            path=f"/payments/v1/sessions/{path_param(session_id, 'session_id')}",
-            target=f"payments.get_session {session_id}",
-            safety=Safety.READ,
-            body=None,
-            model=Session,
-            retry=retry,
-        )
-        assert result is not None
-        return result
+        return await self._client._fetch(GET_SESSION, session_id, Session, retry=retry)
 
     async def update_session(
         self,
@@ -80,17 +98,8 @@ class Payments:
         retry: RetryPolicy | None = None,
     ) -> None:
         """Change a session before the customer authorizes (Klarna answers 204)."""
-        _, body = prepare(request, SessionRequest, check_amounts=self._client.check_amounts)
-        await self._client._request(
-            operation="payments.update_session",
-            method="POST",
-            path=f"/payments/v1/sessions/{path_param(session_id, 'session_id')}",
-            target=f"payments.update_session {session_id}",
-            safety=Safety.HARMLESS,
-            body=body,
-            model=None,
-            retry=retry,
-        )
+        body = self._body(request, SessionRequest)
+        await self._client._request(UPDATE_SESSION, session_id, body=body, model=None, retry=retry)
 
     async def create_order(
         self,
@@ -104,20 +113,10 @@ class Payments:
         The token is valid for 60 minutes and for one order. ``fraud_status`` ``PENDING`` means
         Klarna reviews the order: wait for the notification before shipping.
         """
-        token = path_param(authorization_token, "authorization_token")
-        _, body = prepare(request, OrderRequest, check_amounts=self._client.check_amounts)
-        result, _ = await self._client._request(
-            operation="payments.create_order",
-            method="POST",
-            path=f"/payments/v1/authorizations/{token}/order",
-            target=f"payments.create_order {mask_token(authorization_token)}",
-            safety=Safety.SINGLE_USE_TOKEN,
-            body=body,
-            model=Order,
-            retry=retry,
+        body = self._body(request, OrderRequest)
+        return await self._client._fetch(
+            CREATE_ORDER, authorization_token, Order, body=body, retry=retry
         )
-        assert result is not None
-        return result
 
     async def create_customer_token(
         self,
@@ -128,33 +127,15 @@ class Payments:
     ) -> CustomerTokenCreated:
         """Turn an authorization (intent tokenize or buy_and_tokenize) into a customer token
         for recurring charges."""
-        token = path_param(authorization_token, "authorization_token")
-        _, body = prepare(request, CustomerTokenRequest, check_amounts=self._client.check_amounts)
-        result, _ = await self._client._request(
-            operation="payments.create_customer_token",
-            method="POST",
-            path=f"/payments/v1/authorizations/{token}/customer-token",
-            target=f"payments.create_customer_token {mask_token(authorization_token)}",
-            safety=Safety.SINGLE_USE_TOKEN,
-            body=body,
-            model=CustomerTokenCreated,
-            retry=retry,
+        body = self._body(request, CustomerTokenRequest)
+        return await self._client._fetch(
+            CREATE_CUSTOMER_TOKEN, authorization_token, CustomerTokenCreated, body=body, retry=retry
         )
-        assert result is not None
-        return result
 
     async def cancel_authorization(
         self, authorization_token: str, *, retry: RetryPolicy | None = None
     ) -> None:
         """Release an authorization that will not become an order (Klarna answers 204)."""
-        token = path_param(authorization_token, "authorization_token")
         await self._client._request(
-            operation="payments.cancel_authorization",
-            method="DELETE",
-            path=f"/payments/v1/authorizations/{token}",
-            target=f"payments.cancel_authorization {mask_token(authorization_token)}",
-            safety=Safety.SINGLE_USE_TOKEN,
-            body=None,
-            model=None,
-            retry=retry,
+            CANCEL_AUTHORIZATION, authorization_token, body=None, model=None, retry=retry
         )
