@@ -13,5 +13,5 @@ Suites (``--only`` picks some, ``--quick`` shrinks them for development):
 
 Every server the client talks to runs in another process (:mod:`benchmarks.peer`, or the fake
 Klarna's sandbox), and only the client process's CPU time is counted. ``python -m
-benchmarks.profile`` profiles the full-stack path (not part of the report).
+benchmarks.breakdown`` profiles the full-stack path (not part of the report).
 """

@@ -22,18 +22,18 @@ if TYPE_CHECKING:
 
 __all__ = ["CustomerTokens", "derive_idempotency_key"]
 
-_TOKEN_PATH = "/customer-token/v1/tokens/{}"
-GET = Endpoint("customer_tokens.get", "GET", _TOKEN_PATH, Safety.READ, "customer_token")
+_TOKENS = "/customer-token/v1/tokens/{}"
+GET = Endpoint("customer_tokens.get", "GET", _TOKENS, Safety.READ, "customer_token")
 CREATE_ORDER = Endpoint(
     "customer_tokens.create_order",
     "POST",
-    _TOKEN_PATH + "/order",
+    _TOKENS + "/order",
     Safety.IDEMPOTENCY_KEY,
     "customer_token",
 )
 # Cancelling twice cancels once; no key is declared for it.
 CANCEL = Endpoint(
-    "customer_tokens.cancel", "PATCH", _TOKEN_PATH + "/status", Safety.HARMLESS, "customer_token"
+    "customer_tokens.cancel", "PATCH", _TOKENS + "/status", Safety.HARMLESS, "customer_token"
 )
 _CANCEL_BODY = b'{"status":"CANCELLED"}'
 
