@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
@@ -12,6 +14,7 @@ from urllib.parse import quote
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from klarna_async._config import (
     DEFAULT_RATE_SHARE,
@@ -22,6 +25,7 @@ from klarna_async._config import (
     base_url_for,
     user_agent,
 )
+from klarna_async._errors import KlarnaError
 from klarna_async._ratelimit import RateLimiter
 from klarna_async._responses import api_error, decode_success
 from klarna_async._retry import (
@@ -171,8 +175,6 @@ class KlarnaClient:
                     ttl_dns_cache=300,
                     keepalive_timeout=30,
                 ),
-                # Our own JSON and headers: aiohttp adds nothing but Host and Content-Length.
-                skip_auto_headers=("User-Agent", "Content-Type"),
                 raise_for_status=False,
             )
         self._state = _State.OPEN
@@ -234,8 +236,8 @@ class KlarnaClient:
         ``body`` and the headers are made once: every attempt sends the same bytes and key.
         """
         session = self._ready_session()
-        url = self.base_url + endpoint.path(param)
-        target = endpoint.describe(param)
+        # Percent-encoded already (path_param): yarl need not parse and quote it again.
+        url = URL(self.base_url + endpoint.path(param), encoded=True)
         method = endpoint.method
         headers = self._headers
         if idempotency_key is not None:
@@ -247,7 +249,7 @@ class KlarnaClient:
             if limiter is not None:
                 await limiter.acquire()
             if debug:
-                logger.debug("%s %s (timeout %.3g s)", target, method, timeout)
+                logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), method, timeout)
             raw = await send(session, method, url, headers, body, timeout)
             if limiter is not None:
                 limiter.observe(raw.status, raw.headers)
@@ -257,13 +259,47 @@ class KlarnaClient:
                 return decode_success(raw.status, raw.headers, raw.body, model)
             raise api_error(raw.status, raw.headers, raw.body)
 
-        return await self._retrier.run(
+        policy = retry or self.retry_policy
+        retrier = self._retrier
+        # The first attempt runs here: a call that succeeds at once (nearly all of them) pays
+        # for no retry machinery. Anything else is handed over with its outcome.
+        started = retrier.begin()
+        try:
+            result = await attempt(retrier.first_attempt_timeout(policy))
+        except KlarnaError as error:
+            first = (started, started, error)
+        except asyncio.CancelledError:
+            if endpoint.safety is not Safety.READ:
+                logger.warning(
+                    "%s cancelled during attempt 1; Klarna may have acted (idempotency_key=%s)",
+                    endpoint.describe(param),
+                    idempotency_key,
+                )
+            raise
+        else:
+            if retrier.on_attempt is not None:
+                retrier.on_attempt(
+                    AttemptEvent(
+                        endpoint.operation,
+                        1,
+                        policy.max_attempts,
+                        "ok",
+                        None,
+                        time.monotonic() - started,
+                        None,
+                        idempotency_key,
+                        None,
+                    )
+                )
+            return result, 1
+        return await retrier.run(
             operation=endpoint.operation,
-            target=target,
+            target=endpoint.describe(param),
             safety=endpoint.safety,
-            policy=retry or self.retry_policy,
+            policy=policy,
             idempotency_key=idempotency_key,
             attempt=attempt,
+            first=first,
         )
 
     async def _fetch(
@@ -307,8 +343,15 @@ class Endpoint:
         return f"{self.operation} {mask_token(param) if self.secret else param}"
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_~-]+")
+
+
 def path_param(value: object, what: str) -> str:
     """A path segment made safe: non-empty, no traversal, percent-encoded."""
+    if value.__class__ is str and _UNRESERVED.fullmatch(value):
+        return value  # tokens are UUIDs: nothing to encode
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string")
+    if value.strip(".") == "":
+        raise ValueError(f"{what} cannot be {value!r}: it would leave its place in the path")
     return quote(value, safe="")

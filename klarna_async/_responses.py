@@ -14,6 +14,7 @@ import orjson
 
 from klarna_async._converter import DecodeProblems, decode, loads
 from klarna_async._errors import ApiError, ProxyError, ResponseDecodeError, error_class_for
+from klarna_async._models import Order
 
 __all__ = ["api_error", "decode_success"]
 
@@ -25,7 +26,12 @@ _CORRELATION_HEADER = "Klarna-Correlation-Id"
 def decode_success(status: int, headers: Mapping[str, str], body: bytes, model: type[T]) -> T:
     """The model a 2xx answer carries, or :class:`ResponseDecodeError`."""
     try:
-        return decode(loads(body), model)
+        data = loads(body)
+        if model is Order:
+            fast = _plain_order(data)
+            if fast is not None:
+                return fast  # type: ignore[return-value]
+        return decode(data, model)
     except DecodeProblems as exc:
         error = ResponseDecodeError(
             f"HTTP {status} answer is not a valid {model.__name__}",
@@ -67,6 +73,31 @@ def api_error(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
         headers=headers,
         body=body,
     )
+
+
+_ORDER_FIELDS = frozenset(("order_id", "fraud_status", "redirect_url"))
+
+
+def _plain_order(data: Any) -> Order | None:
+    """The answer to a charge, decoded without cattrs when it has the usual plain shape.
+
+    Every charge pays for decoding its answer. The common answer (``order_id``,
+    ``fraud_status``, maybe ``redirect_url``, all strings) is built directly; anything else
+    (``authorized_payment_method``, unknown fields, wrong types) goes through the converter,
+    which decides and explains.
+    """
+    if data.__class__ is not dict or not data.keys() <= _ORDER_FIELDS:
+        return None
+    order_id = data.get("order_id")
+    fraud_status = data.get("fraud_status")
+    redirect_url = data.get("redirect_url")
+    if (
+        order_id.__class__ is not str
+        or (fraud_status is not None and fraud_status.__class__ is not str)
+        or (redirect_url is not None and redirect_url.__class__ is not str)
+    ):
+        return None
+    return Order(order_id=order_id, fraud_status=fraud_status, redirect_url=redirect_url)
 
 
 _NOT_KLARNA: dict[str, Any] = {}

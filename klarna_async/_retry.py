@@ -258,17 +258,23 @@ class Retrier:
         policy: RetryPolicy,
         idempotency_key: str | None,
         attempt: Callable[[float], Awaitable[T]],
+        first: tuple[float, float, KlarnaError] | None = None,
     ) -> tuple[T, int]:
         """Call ``attempt(timeout)`` until it returns, then give its result and attempt count.
 
         ``attempt`` returns the decoded result or raises a :class:`KlarnaError` for that one
-        attempt; ``target`` names the call in logs (tokens already masked).
+        attempt; ``target`` names the call in logs (tokens already masked). ``first`` is an
+        attempt the caller already made (see :meth:`begin`): when the call started, when that
+        attempt began, and its error.
         """
         clock = self._clock
-        start = clock()
+        if first is None:
+            start = self.begin()
+            pending: tuple[float, KlarnaError] | None = None
+        else:
+            start, began_first, error_first = first
+            pending = (began_first, error_first)
         deadline_at = start + policy.deadline
-        if self.budget is not None:
-            self.budget.record_call()
         records: list[AttemptRecord] = []
         next_delay: Callable[[], float] | None = None
         maybe_acted_before = False
@@ -276,10 +282,13 @@ class Retrier:
         number = 0
         while True:
             number += 1
-            remaining = deadline_at - clock()
-            timeout = min(policy.attempt_timeout, remaining)
-            began = clock()
             try:
+                if pending is not None:
+                    (began, last), pending = pending, None
+                    raise last
+                remaining = deadline_at - clock()
+                timeout = min(policy.attempt_timeout, remaining)
+                began = clock()
                 result = await attempt(timeout)
             except KlarnaError as error:
                 last = error
@@ -392,6 +401,15 @@ class Retrier:
                     correlation_id,
                 )
             await self._sleep(delay)
+
+    def begin(self) -> float:
+        """Count a new call against the budget; its start on the retry clock."""
+        if self.budget is not None:
+            self.budget.record_call()
+        return self._clock()
+
+    def first_attempt_timeout(self, policy: RetryPolicy) -> float:
+        return min(policy.attempt_timeout, policy.deadline)
 
     def _emit(
         self,

@@ -9,27 +9,34 @@ certainly unsent; everything after that is assumed to have arrived.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import aiohttp
-import attrs
+from yarl import URL
 
 from klarna_async._errors import ConnectError, RequestTimeoutError, TransportError
 
 __all__ = ["RawResponse", "send"]
 
 
-@attrs.frozen(slots=True)
-class RawResponse:
+class RawResponse(NamedTuple):
     status: int
     headers: Mapping[str, str]
     body: bytes
 
 
+@functools.lru_cache(maxsize=256)
+def _timeout(milliseconds: int) -> aiohttp.ClientTimeout:
+    # Most attempts use the policy's own attempt timeout: one object, not one per request.
+    return aiohttp.ClientTimeout(total=milliseconds / 1000)
+
+
 async def send(
     session: aiohttp.ClientSession,
     method: str,
-    url: str,
+    url: URL,
     headers: Mapping[str, str],
     body: bytes | None,
     timeout: float,
@@ -41,7 +48,7 @@ async def send(
             url,
             data=body,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=_timeout(max(1, int(timeout * 1000))),
             allow_redirects=False,
         ) as response:
             payload = await response.read()

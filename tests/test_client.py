@@ -196,7 +196,7 @@ class TestEndpoints:
         ((_, url),) = mocked.requests.keys()
         assert url.raw_path == "/customer-token/v1/tokens/..%2F..%2Fpayments%2Fv1%2Fsessions"
 
-    @pytest.mark.parametrize("bad", ["", "   "])
+    @pytest.mark.parametrize("bad", ["", "   ", ".", ".."])
     async def test_empty_path_parameters_are_refused(self, client: KlarnaClient, bad: str):
         """An empty token is a bug in the caller, refused before sending."""
         with pytest.raises(ValueError, match="customer_token"):
