@@ -133,9 +133,7 @@ async def measure(
     if answered != expected:
         raise RuntimeError(f"the peer answered {answered} charges, expected {expected}")
     medians = {
-        name: {
-            key: median([row[key] for row in rows]) for key in ("cpu_us", "charges_per_s")
-        }
+        name: {key: median([row[key] for row in rows]) for key in ("cpu_us", "charges_per_s")}
         for name, rows in per_round.items()
     }
     raw_cpu = [row["cpu_us"] for row in per_round["raw"]]

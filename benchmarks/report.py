@@ -1,0 +1,441 @@
+"""REPORT.md and its chart from the results of ``python -m benchmarks``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
+
+
+def _when(section: dict[str, Any], machine: dict[str, Any]) -> str:
+    notes = [f"run of {section.get('run', section['machine']['date'])}"]
+    if section.get("quick"):
+        notes.append("quick sizes")
+    notes.append(f"took {section['elapsed_s']:.0f} s")
+    return f"_({', '.join(notes)})_"
+
+
+def _runs(results: dict[str, Any]) -> list[str]:
+    runs: dict[str, list[str]] = {}
+    loads: dict[str, Any] = {}
+    for name, section in results.items():
+        run = section.get("run", section["machine"]["date"])
+        runs.setdefault(run, []).append(name)
+        # The load when the run started; results saved before run_loadavg existed have the
+        # load when their suite finished.
+        loads.setdefault(run, section.get("run_loadavg", section["machine"].get("loadavg")))
+    lines = []
+    for run in sorted(runs):
+        load = loads[run]
+        shown = ", ".join(map(str, load)) if load else "unknown"
+        lines.append(f"  - {run}: {', '.join(runs[run])} (load average 1/5/15 min: {shown})")
+    return lines
+
+
+def _machine(results: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    return [
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable); "
+        "shared with other work, so figures are medians of interleaved rounds where it matters",
+        f"- {machine['python']} on {machine['platform']}",
+        f"- Packages: {packages}",
+        "- Runs (UTC):" if results else "- Runs: none yet",
+        *_runs(results),
+        "",
+    ]
+
+
+def _cpu(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    m = r["median"]
+    lines = [
+        "## 1. Client CPU per recurring charge",
+        "",
+        _when(section, machine),
+        "",
+        f"{r['rounds']} rounds x {r['charges']:,} charges per arm, arms alternating in a rotating "
+        f"order, concurrency {r['concurrency']} over a pool of {r['connection_limit']} "
+        f"connections on both sides, after {r['warmup']:,} warm-up charges per arm. CPU is "
+        "this process's `time.process_time()` around each round; the peer "
+        "(`benchmarks/peer.py`) runs in another process and is not counted.",
+        "",
+        "| arm | what one charge does | CPU µs/charge (median) | per round | charges/s |",
+        "|---|---|---:|---|---:|",
+    ]
+    what = {
+        "raw": "`orjson.dumps(body_dict)`, `session.post(...)`, read, `orjson.loads`",
+        "full": "`token_order()` + `create_order(token, request, idempotency_key=k)`",
+        "full_prebuilt": "`create_order(...)` with one prebuilt request object",
+    }
+    for name in ("raw", "full", "full_prebuilt"):
+        rounds = ", ".join(f"{row['cpu_us']:.1f}" for row in r["per_round"][name])
+        lines.append(
+            f"| {name} | {what[name]} | {m[name]['cpu_us']:.1f} | {rounds} | "
+            f"{m[name]['charges_per_s']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"- **Full stack / raw: {r['ratio']:.3f}** (median of per-round ratios "
+        f"{r['ratio_paired']:.3f}); target ≤ {r['target_ratio']}: "
+        f"{_verdict(r['ratio'] <= r['target_ratio'])}.",
+        f"- With the request object built beforehand: {r['ratio_prebuilt']:.3f} (paired "
+        f"{r['ratio_prebuilt_paired']:.3f}). Building the `TokenOrderRequest` costs the caller "
+        f"about {m['full']['cpu_us'] - m['full_prebuilt']['cpu_us']:.1f} µs.",
+        f"- Our layers cost {m['full']['cpu_us'] - m['raw']['cpu_us']:.1f} µs per charge "
+        "beyond raw aiohttp. The peer answered every charge "
+        f"({r['peer_answered']:,} measured POSTs).",
+        "",
+    ]
+    return lines
+
+
+def _sweep(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = [
+        "## 2. Throughput and latency by concurrency",
+        "",
+        _when(section, machine),
+        "",
+        f"{r['charges']:,} charges per level through `charge_many(..., concurrency=c)` with "
+        "`connection_limit=c`, full stack against the peer. Latency is each charge's "
+        "`ChargeResult.elapsed` (validation, conversion and the round trip).",
+        "",
+        "| concurrency | charges/s | p50 ms | p90 ms | p99 ms | max ms | CPU µs/charge | failed |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["levels"]:
+        lines.append(
+            f"| {row['concurrency']} | {row['charges_per_s']:,.0f} | {row['p50_ms']:.2f} | "
+            f"{row['p90_ms']:.2f} | {row['p99_ms']:.2f} | {row['max_ms']:.2f} | "
+            f"{row['cpu_us']:.1f} | {row['failed']} |"
+        )
+    best = max(r["levels"], key=lambda row: row["charges_per_s"])
+    lines += [
+        "",
+        f"Throughput peaks at concurrency {best['concurrency']} "
+        f"({best['charges_per_s']:,.0f} charges/s). The client and the peer share the machine's "
+        "cores and the client is single-threaded, so once it is CPU-bound more concurrency adds "
+        "queueing (latency) rather than throughput.",
+        "",
+    ]
+    return lines
+
+
+def _memory(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    small, large = r["runs"]
+    growth = r["growth_tracemalloc_bytes"]
+    lines = [
+        "## 3. `charge_many` peak memory",
+        "",
+        _when(section, machine),
+        "",
+        "Each size in a fresh interpreter: a generator of charges, concurrency "
+        f"{r['concurrency']}, the consumer keeping counters only. tracemalloc traces from "
+        "after a warm-up batch; RSS is the process's high-water mark (`ru_maxrss`).",
+        "",
+        "| charges | tracemalloc peak MiB | traced at the end MiB | RSS high-water MiB | "
+        "placed | wall s |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in (small, large):
+        lines.append(
+            f"| {row['charges']:,} | {row['tracemalloc_peak_bytes'] / MiB:.2f} | "
+            f"{row['tracemalloc_end_bytes'] / MiB:.2f} | "
+            f"{row['rss_high_water_bytes'] / MiB:.1f} | {row['placed']:,} | {row['wall_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"- **Growth from {small['charges']:,} to {large['charges']:,} charges: "
+        f"{growth / MiB:+.2f} MiB traced, {r['growth_rss_bytes'] / MiB:+.2f} MiB RSS**; target "
+        f"< {r['target_growth_bytes'] / MiB:.0f} MiB: "
+        f"{_verdict(max(growth, r['growth_rss_bytes']) < r['target_growth_bytes'])}.",
+        "",
+    ]
+    return lines
+
+
+def _soak(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    f, c = r["faulty"], r["clean"]
+    faults = ", ".join(
+        f"{name.removeprefix('fault_')} {rate:.0%}" for name, rate in r["faults"].items()
+    )
+    p = r["policy"]
+    lines = [
+        "## 4. Fault soak against the sandbox",
+        "",
+        _when(section, machine),
+        "",
+        f"{r['charges']:,} charges through `charge_many` (concurrency {r['concurrency']}) "
+        "against `python -m klarna_async.testing._sandbox` in another process with faults "
+        f"per request: {faults} (latency faults answer after {r['latency_seconds']} s, past "
+        f"the {p['attempt_timeout']} s attempt timeout), seed {r['seed']}. Retry policy: "
+        f"{p['max_attempts']} attempts, waits ≤ {p['max_delay']} s, deadline {p['deadline']} s. "
+        "Then every UNKNOWN charge, and every FAILED one with a transient error, is repeated "
+        "with the same idempotency key (faults still on), until none is left. The sandbox's "
+        "ledger (`GET /_fake/ledger`) is the judge.",
+        "",
+        "| pass | charges | placed | failed | unknown | attempts | charges/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for number, row in enumerate(f["passes"], 1):
+        lines.append(
+            f"| {number} | {row['charges']:,} | {row['placed']:,} | {row['failed']:,} | "
+            f"{row['unknown']:,} | {row['attempts']:,} | {row['charges_per_s']:,.0f} |"
+        )
+    injected = ", ".join(f"{k} {v:,}" for k, v in sorted(f["faults_injected"].items()))
+    detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in f["unaccounted_detail"].items())
+    lines += [
+        "",
+        f"- **Duplicates: {f['duplicates']}** (keys with more than one order: "
+        f"{f['keys_with_duplicates']}); target 0: {_verdict(f['duplicates'] == 0)}.",
+        f"- **Unaccounted: {f['unaccounted']}** ({detail}); target 0: "
+        f"{_verdict(f['unaccounted'] == 0)}.",
+        f"- Final client view: {f['final']['placed']:,} placed, {f['final']['failed']:,} failed, "
+        f"{f['final']['unknown']:,} unknown; ledger orders for the batch: "
+        f"{f['ledger_orders']:,}.",
+        f"- The sandbox received {f['requests']:,} order requests; faults injected: {injected}; "
+        f"retries refused by the retry budget: {f['retry_budget_denied']}.",
+        f"- **Throughput: {f['first_pass_charges_per_s']:,.0f} charges/s with faults (first "
+        f"pass) against {c['first_pass_charges_per_s']:,.0f} charges/s fault-free "
+        f"({r['throughput_ratio']:.2f}x)**; with the repeat passes "
+        f"{f['overall_charges_per_s']:,.0f} charges/s overall. The sandbox is a full fake "
+        "(validation, ledger, idempotency store) and is slower than the peer.",
+        "",
+    ]
+    return lines
+
+
+def _micro(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = [
+        "## 5. Micro-benchmarks",
+        "",
+        _when(section, machine),
+        "",
+        "pytest-benchmark (`benchmarks/test_micro.py`), one one-line `TokenOrderRequest` and one "
+        "order answer; single-threaded, hot caches, so lower than the same steps inside a "
+        "busy event loop.",
+        "",
+        "| step | min µs | median µs | mean µs | rounds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in r["benchmarks"]:
+        lines.append(
+            f"| {row['name']} | {row['min_us']:.2f} | {row['median_us']:.2f} | "
+            f"{row['mean_us']:.2f} | {row['rounds']:,} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _breakdown(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    m, cost = r["median_us"], r["cost_us"]
+    lines = [
+        "## 6. Where the client's CPU goes (ablation)",
+        "",
+        _when(section, machine),
+        "",
+        f"`python -m benchmarks.breakdown` / `--only breakdown`: {r['rounds']} rounds x "
+        f"{r['charges']:,} charges per arm at concurrency {r['concurrency']}, arms interleaved "
+        "in a rotating order. Each arm is the full stack (prebuilt request) with one layer "
+        "swapped for a free stand-in, monkeypatched in the benchmark process only; *cost in "
+        "place* = full minus that arm. Differences of a few µs are within the noise of this "
+        "machine (see the per-round figures).",
+        "",
+        "| arm | what it runs | CPU µs/charge (median) | cost in place µs | per round |",
+        "|---|---|---:|---:|---|",
+    ]
+    for name, what in r["arms"].items():
+        rounds = ", ".join(f"{v:.1f}" for v in r["cpu_us"][name])
+        shown = "" if name in ("full", "raw") else f"{cost[name]:+.1f}"
+        lines.append(f"| {name} | {what} | {m[name]:.1f} | {shown} | {rounds} |")
+    lines += [
+        "",
+        f"- full - raw = {m['full'] - m['raw']:.1f} µs: what our layers add to a charge; "
+        f"full - flat = {m['full'] - m['flat']:.1f} µs of it is the layering itself "
+        "(create_order, _charge, _request, the Retrier and the attempt closure).",
+        "",
+    ]
+    return lines
+
+
+_SECTIONS = {
+    "cpu": _cpu,
+    "sweep": _sweep,
+    "memory": _memory,
+    "soak": _soak,
+    "micro": _micro,
+    "breakdown": _breakdown,
+}
+#: Run by default; the others only with --only.
+DEFAULT_SECTIONS = ("cpu", "sweep", "memory", "soak", "micro")
+
+
+def _latest_machine(results: dict[str, Any]) -> dict[str, Any]:
+    if not results:
+        from benchmarks._common import machine
+
+        return machine()
+    latest = max(results.values(), key=lambda section: section["machine"]["date"])
+    found: dict[str, Any] = latest["machine"]
+    return found
+
+
+def markdown(results: dict[str, Any], chart: str | None) -> str:
+    machine = _latest_machine(results)
+    lines = [
+        "# klarna_async benchmarks",
+        "",
+        "Generated by `python -m benchmarks` (`nox -s bench`); do not edit by hand. Every "
+        "server runs in another process on 127.0.0.1 and only the client process's CPU time is "
+        "counted.",
+        "",
+    ]
+    if chart:
+        lines += [f"![benchmark chart]({chart})", ""]
+    lines += _machine(results, machine)
+    for name, render in _SECTIONS.items():
+        if name in results:
+            lines += render(results[name], machine)
+        elif name in DEFAULT_SECTIONS:
+            lines += [f"_{name}: not run (`python -m benchmarks --only {name}`)._", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- the chart ----------------------------------------------------------------------------------
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """A 2x3 figure: CPU, throughput, latency, memory, soak, micro (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9), layout="constrained")
+    (a_cpu, a_tput, a_lat), (a_mem, a_soak, a_micro) = axes
+
+    def missing(ax: Any, name: str) -> None:
+        ax.text(0.5, 0.5, f"{name}: not run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+
+    if "cpu" in results:
+        r = results["cpu"]["result"]
+        names = ["raw", "full", "full_prebuilt"]
+        medians = [r["median"][n]["cpu_us"] for n in names]
+        a_cpu.bar(names, medians, color=["#888888", "#ff9a00", "#ffc266"])
+        for x, name in enumerate(names):
+            values = [row["cpu_us"] for row in r["per_round"][name]]
+            a_cpu.scatter([x] * len(values), values, color="black", s=10, zorder=3)
+            a_cpu.annotate(f"{medians[x]:.0f}", (x, medians[x]), ha="center", va="bottom")
+        a_cpu.axhline(
+            medians[0] * r["target_ratio"],
+            color="red",
+            ls="--",
+            lw=1,
+            label=f"target {r['target_ratio']}x raw",
+        )
+        a_cpu.set_title(f"Client CPU per charge (c={r['concurrency']}): ratio {r['ratio']:.2f}")
+        a_cpu.set_ylabel("µs per charge (dots: rounds)")
+        a_cpu.legend(loc="lower right")
+    else:
+        missing(a_cpu, "cpu")
+
+    if "sweep" in results:
+        rows = results["sweep"]["result"]["levels"]
+        labels = [str(row["concurrency"]) for row in rows]
+        a_tput.bar(labels, [row["charges_per_s"] for row in rows], color="#ff9a00")
+        a_tput.set_title("Throughput (charge_many, full stack)")
+        a_tput.set_xlabel("concurrency")
+        a_tput.set_ylabel("charges/s")
+        for q, style in (("p50", "o-"), ("p90", "s-"), ("p99", "^-")):
+            a_lat.plot(labels, [row[f"{q}_ms"] for row in rows], style, label=q)
+        a_lat.set_yscale("log")
+        a_lat.set_title("Latency per charge")
+        a_lat.set_xlabel("concurrency")
+        a_lat.set_ylabel("ms (log)")
+        a_lat.legend()
+    else:
+        missing(a_tput, "sweep")
+        missing(a_lat, "sweep")
+
+    if "memory" in results:
+        runs = results["memory"]["result"]["runs"]
+        labels = [f"{row['charges']:,}" for row in runs]
+        xs = range(len(runs))
+        a_mem.bar(
+            [x - 0.2 for x in xs],
+            [row["tracemalloc_peak_bytes"] / MiB for row in runs],
+            width=0.4,
+            label="tracemalloc peak during the batch",
+            color="#ff9a00",
+        )
+        a_mem.bar(
+            [x + 0.2 for x in xs],
+            [(row["rss_high_water_bytes"] - row["rss_before_bytes"]) / MiB for row in runs],
+            width=0.4,
+            label="RSS high-water rise during the batch",
+            color="#888888",
+        )
+        a_mem.set_xticks(list(xs), labels)
+        for x, row in zip(xs, runs, strict=True):
+            peak = row["tracemalloc_peak_bytes"] / MiB
+            rise = (row["rss_high_water_bytes"] - row["rss_before_bytes"]) / MiB
+            a_mem.annotate(f"{peak:.2f}", (x - 0.2, peak), ha="center", va="bottom")
+            a_mem.annotate(f"{rise:.2f}", (x + 0.2, rise), ha="center", va="bottom")
+        a_mem.set_title("charge_many memory by batch size")
+        a_mem.set_xlabel("charges")
+        a_mem.set_ylabel("MiB")
+        a_mem.set_ylim(top=a_mem.get_ylim()[1] * 1.4)
+        a_mem.legend(loc="upper center")
+    else:
+        missing(a_mem, "memory")
+
+    if "soak" in results:
+        r = results["soak"]["result"]
+        f, c = r["faulty"], r["clean"]
+        a_soak.bar(
+            ["fault-free", "faults"],
+            [c["first_pass_charges_per_s"], f["first_pass_charges_per_s"]],
+            color=["#888888", "#ff9a00"],
+        )
+        a_soak.set_title(
+            f"Soak, {r['charges']:,} charges: duplicates {f['duplicates']}, "
+            f"unaccounted {f['unaccounted']}"
+        )
+        a_soak.set_ylabel("charges/s (first pass)")
+    else:
+        missing(a_soak, "soak")
+
+    if "micro" in results:
+        rows = results["micro"]["result"]["benchmarks"]
+        a_micro.barh(
+            [row["name"] for row in rows], [row["median_us"] for row in rows], color="#ff9a00"
+        )
+        a_micro.set_title("Micro-benchmarks (median)")
+        a_micro.set_xlabel("µs")
+    else:
+        missing(a_micro, "micro")
+
+    fig.suptitle("klarna_async benchmarks")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.png`` and ``REPORT.md`` into ``out_dir``; their paths."""
+    png = out_dir / "report.png"
+    chart(results, png)
+    md = out_dir / "REPORT.md"
+    md.write_text(markdown(results, png.name), encoding="utf-8")
+    return md, png

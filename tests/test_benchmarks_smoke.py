@@ -1,0 +1,178 @@
+"""Every benchmark in ``benchmarks/`` runs at a tiny size, so none of them can rot.
+
+Sane numbers only: nothing here asserts a timing. Servers run in subprocesses that the
+benchmarks stop with bounded waits (SIGTERM, then SIGKILL); the tests check that none is left.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import benchmarks.test_micro as micro_benchmarks
+from benchmarks import _common, breakdown, cpu, memory, report, soak, sweep
+from benchmarks.__main__ import _suites
+from klarna_async import RetryPolicy
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pread")
+
+_RESULTS: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Record every server process a benchmark starts; after the test, all must have exited."""
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process: subprocess.Popen[bytes] = real_popen(*args, **kwargs)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    try:
+        yield
+    finally:
+        alive = [p for p in started if p.poll() is None]
+        for process in alive:  # a failed test must not leak servers either
+            process.kill()
+            process.wait(5)
+    assert not alive, f"{len(alive)} benchmark server(s) still running"
+
+
+def _finite_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _section(result: dict[str, Any]) -> dict[str, Any]:
+    here = _common.machine()
+    return {"run": here["date"], "result": result, "machine": here, "quick": True, "elapsed_s": 0.0}
+
+
+def test_peer_stops_on_sigterm() -> None:
+    with _common.peer() as child:
+        assert child.url.startswith("http://127.0.0.1:")
+        process = child.process
+    assert process.returncode == 0
+
+
+def test_cpu() -> None:
+    result = cpu.run(charges=50, rounds=1, concurrency=8, warmup=10)
+    assert result["peer_answered"] == 50 * len(cpu.ARMS)
+    for arm in cpu.ARMS:
+        assert _finite_positive(result["median"][arm]["cpu_us"])
+        assert _finite_positive(result["median"][arm]["charges_per_s"])
+    assert _finite_positive(result["ratio"])
+    assert _finite_positive(result["ratio_paired"])
+    assert "ratio" in cpu.summary(result)
+    _RESULTS["cpu"] = _section(result)
+
+
+def test_sweep() -> None:
+    result = sweep.run(charges=50, levels=(1, 8))
+    assert [row["concurrency"] for row in result["levels"]] == [1, 8]
+    for row in result["levels"]:
+        assert (row["placed"], row["failed"]) == (50, 0)
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert _finite_positive(row["charges_per_s"])
+        assert _finite_positive(row["cpu_us"])
+    assert "c=8" in sweep.summary(result)
+    _RESULTS["sweep"] = _section(result)
+
+
+def test_memory() -> None:
+    result = memory.run(sizes=(100, 200), concurrency=8, warmup=20)
+    small, large = result["runs"]
+    assert (small["charges"], small["placed"]) == (100, 100)
+    assert (large["charges"], large["placed"]) == (200, 200)
+    for row in (small, large):
+        assert row["tracemalloc_peak_bytes"] > 0
+        assert row["rss_high_water_bytes"] >= row["rss_before_bytes"] > 0
+    assert "growth" in memory.summary(result)
+    _RESULTS["memory"] = _section(result)
+
+
+def test_soak() -> None:
+    # Faults turned up and one retry only, so that unknown outcomes and repeat passes happen
+    # even in a small batch; a short latency keeps the test quick.
+    result = soak.run(
+        charges=100,
+        concurrency=8,
+        faults={"fault_503": 0.2, "fault_drop": 0.1, "fault_latency": 0.03},
+        latency_seconds=0.3,
+        policy=RetryPolicy(
+            max_attempts=2, initial_delay=0.01, max_delay=0.02, deadline=5, attempt_timeout=0.2
+        ),
+    )
+    faulty, clean = result["faulty"], result["clean"]
+    assert clean["final"] == {"placed": 100, "failed": 0, "unknown": 0}
+    assert (clean["duplicates"], clean["unaccounted"]) == (0, 0)
+    assert sum(faulty["final"].values()) == 100
+    assert faulty["passes"][0]["charges"] == 100
+    assert faulty["requests"] >= 100
+    assert sum(faulty["faults_injected"].values()) > 0
+    # The ledger's verdict is the point of the soak: no charge may be placed twice.
+    assert faulty["duplicates"] == 0
+    assert faulty["ledger_orders"] <= 100
+    assert _finite_positive(result["throughput_ratio"])
+    assert "duplicates 0" in soak.summary(result)
+    _RESULTS["soak"] = _section(result)
+
+
+def test_breakdown() -> None:
+    result = breakdown.run(charges=30, rounds=1, concurrency=4)
+    assert set(result["median_us"]) == set(breakdown.ARMS)
+    for name in breakdown.ARMS:
+        assert _finite_positive(result["median_us"][name])
+        assert math.isfinite(result["cost_us"][name])
+    assert "flat" in breakdown.summary(result)
+    _RESULTS["breakdown"] = _section(result)
+
+
+class _Once:
+    """Stands in for pytest-benchmark's fixture: calls the function once."""
+
+    def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+
+def test_micro_benchmarks_run() -> None:
+    tests = [getattr(micro_benchmarks, n) for n in dir(micro_benchmarks) if n.startswith("test_")]
+    assert len(tests) >= 6
+    for test in tests:
+        test(_Once())
+    _RESULTS["micro"] = _section(
+        {
+            "quick": True,
+            "benchmarks": [
+                {"name": "validate", "min_us": 4.0, "median_us": 5.0, "mean_us": 6.0, "rounds": 3}
+            ],
+        }
+    )
+
+
+def test_report(tmp_path: Path) -> None:
+    """Renders whatever the tests above measured (all sections when run as a module)."""
+    text = report.markdown(_RESULTS, "report.png")
+    assert text.startswith("# klarna_async benchmarks")
+    assert _common.machine()["cpu"] in text
+    for name in report.DEFAULT_SECTIONS:
+        if name not in _RESULTS:
+            assert f"--only {name}" in text
+    pytest.importorskip("matplotlib")
+    md, png = report.write(_RESULTS, tmp_path)
+    assert md.read_text(encoding="utf-8") == text
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_suite_option() -> None:
+    assert _suites("soak, cpu") == ["cpu", "soak"]
+    with pytest.raises(Exception, match="unknown suite"):
+        _suites("cpu,gpu")
