@@ -36,7 +36,7 @@ from klarna_async._retry import (
     Safety,
     mask_token,
 )
-from klarna_async._transport import send
+from klarna_async._transport import RawResponse, send
 
 if TYPE_CHECKING:
     from klarna_async._resources.customer_tokens import CustomerTokens
@@ -138,6 +138,9 @@ class KlarnaClient:
             "User-Agent": user_agent(user_agent_extra),
         }
         self._borrowed = session
+        # What each request passes: our own session carries the headers as its defaults; a
+        # borrowed one may carry anything, so every request then brings all of ours.
+        self._request_headers: Mapping[str, str] = self._headers if session is not None else {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _State.UNOPENED
@@ -169,6 +172,7 @@ class KlarnaClient:
             self._session = self._borrowed
         else:
             self._session = aiohttp.ClientSession(
+                headers=self._headers,
                 connector=aiohttp.TCPConnector(
                     limit=self.connection_limit,
                     limit_per_host=self.connection_limit,
@@ -239,33 +243,26 @@ class KlarnaClient:
         # Percent-encoded already (path_param): yarl need not parse and quote it again.
         url = URL(self.base_url + endpoint.path(param), encoded=True)
         method = endpoint.method
-        headers = self._headers
+        headers = self._request_headers
         if idempotency_key is not None:
             headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
         limiter = self.rate_limiter
         debug = logger.isEnabledFor(logging.DEBUG)
-
-        async def attempt(timeout: float) -> T | None:
+        policy = retry or self.retry_policy
+        retrier = self._retrier
+        # The first attempt runs here, without the retry machinery: a call that succeeds at
+        # once (nearly all of them) pays for none of it. Anything else is handed over to the
+        # retrier with its outcome.
+        started = retrier.begin()
+        try:
             if limiter is not None:
                 await limiter.acquire()
             if debug:
-                logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), method, timeout)
-            raw = await send(session, method, url, headers, body, timeout)
-            if limiter is not None:
-                limiter.observe(raw.status, raw.headers)
-            if 200 <= raw.status < 300:
-                if model is None:
-                    return None
-                return decode_success(raw.status, raw.headers, raw.body, model)
-            raise api_error(raw.status, raw.headers, raw.body)
-
-        policy = retry or self.retry_policy
-        retrier = self._retrier
-        # The first attempt runs here: a call that succeeds at once (nearly all of them) pays
-        # for no retry machinery. Anything else is handed over with its outcome.
-        started = retrier.begin()
-        try:
-            result = await attempt(retrier.first_attempt_timeout(policy))
+                logger.debug("%s %s", endpoint.describe(param), method)
+            raw = await send(
+                session, method, url, headers, body, retrier.first_attempt_timeout(policy)
+            )
+            result = _outcome(raw, model, limiter)
         except KlarnaError as error:
             first = (started, started, error)
         except asyncio.CancelledError:
@@ -292,6 +289,16 @@ class KlarnaClient:
                     )
                 )
             return result, 1
+
+        async def attempt(timeout: float) -> T | None:
+            if limiter is not None:
+                await limiter.acquire()
+            if debug:
+                logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), method, timeout)
+            return _outcome(
+                await send(session, method, url, headers, body, timeout), model, limiter
+            )
+
         return await retrier.run(
             operation=endpoint.operation,
             target=endpoint.describe(param),
@@ -315,6 +322,16 @@ class KlarnaClient:
         result, _ = await self._request(endpoint, param, body=body, model=model, retry=retry)
         assert result is not None  # decode_success returns a model or raises
         return result
+
+
+def _outcome(raw: RawResponse, model: type[T] | None, limiter: RateLimiter | None) -> T | None:
+    """One attempt's answer as its result (None for 202/204) or its typed error."""
+    if limiter is not None:
+        limiter.observe(raw.status, raw.headers)
+    status = raw.status
+    if 200 <= status < 300:
+        return None if model is None else decode_success(status, raw.headers, raw.body, model)
+    raise api_error(status, raw.headers, raw.body)
 
 
 @attrs.frozen

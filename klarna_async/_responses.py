@@ -14,7 +14,7 @@ import orjson
 
 from klarna_async._converter import DecodeProblems, decode, loads
 from klarna_async._errors import ApiError, ProxyError, ResponseDecodeError, error_class_for
-from klarna_async._models import Order
+from klarna_async._models import FraudStatus, Order
 
 __all__ = ["api_error", "decode_success"]
 
@@ -76,6 +76,7 @@ def api_error(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
 
 
 _ORDER_FIELDS = frozenset(("order_id", "fraud_status", "redirect_url"))
+_FRAUD_STATUSES = {member.value: member for member in FraudStatus}
 
 
 def _plain_order(data: Any) -> Order | None:
@@ -97,7 +98,13 @@ def _plain_order(data: Any) -> Order | None:
         or (redirect_url is not None and redirect_url.__class__ is not str)
     ):
         return None
-    return Order(order_id=order_id, fraud_status=fraud_status, redirect_url=redirect_url)
+    # Hand the converter a member when we know it: the enum's own lookup costs more.
+    known = _FRAUD_STATUSES.get(fraud_status) if fraud_status is not None else None
+    return Order(
+        order_id=order_id,
+        fraud_status=known if known is not None else fraud_status,
+        redirect_url=redirect_url,
+    )
 
 
 _NOT_KLARNA: dict[str, Any] = {}

@@ -204,22 +204,46 @@ class TestEndpoints:
 
 
 class TestHeaders:
-    async def test_headers(self, client: KlarnaClient, mocked: Any):
-        """Basic auth built once, JSON content type, and Klarna's User-Agent convention."""
-        mocked.post(f"{BASE}/customer-token/v1/tokens/{TOKEN}/order", payload=ORDER)
-        await client.customer_tokens.create_order(
-            TOKEN, samples.token_order(), idempotency_key="key-1"
+    async def test_headers_on_the_wire(self):
+        """Basic auth, JSON content type, Klarna's User-Agent convention and the key, as the
+        server receives them from the client's own pool."""
+        from klarna_async.testing import FakeKlarna
+
+        async with FakeKlarna() as fake:
+            token = fake.add_customer_token()
+            async with KlarnaClient(
+                username=fake.username, password=fake.password, base_url=fake.url
+            ) as c:
+                await c.customer_tokens.create_order(
+                    token, samples.token_order(), idempotency_key="key-1"
+                )
+            (request,) = fake.ledger.requests
+        assert 200 == request.status  # the fake checks Basic credentials: 401 otherwise
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert "application/json" == headers["content-type"]
+        assert "key-1" == headers["klarna-idempotency-key"]
+        assert re.fullmatch(
+            r"Library/klarna_async_\S+ Language/Python_3\.\d+\.\d+ OS/\S+_\S+",
+            headers["user-agent"],
         )
+
+    async def test_headers_with_a_borrowed_session(self, mocked: Any):
+        """A borrowed session knows nothing of ours: every request brings all our headers."""
+        mocked.post(f"{BASE}/customer-token/v1/tokens/{TOKEN}/order", payload=ORDER)
+        async with (
+            aiohttp.ClientSession() as session,
+            KlarnaClient(username="K123456_abcdef", password="s3cr3t-shared", session=session) as c,
+        ):
+            await c.customer_tokens.create_order(
+                TOKEN, samples.token_order(), idempotency_key="key-1"
+            )
         (call,) = sent(mocked, "POST", f"/customer-token/v1/tokens/{TOKEN}/order")
         headers = call.kwargs["headers"]
         expected_auth = "Basic " + base64.b64encode(b"K123456_abcdef:s3cr3t-shared").decode()
         assert expected_auth == headers["Authorization"]
         assert "application/json" == headers["Content-Type"]
         assert "key-1" == headers["Klarna-Idempotency-Key"]
-        assert re.fullmatch(
-            r"Library/klarna_async_\S+ Language/Python_3\.\d+\.\d+ OS/\S+_\S+",
-            headers["User-Agent"],
-        )
+        assert headers["User-Agent"].startswith("Library/klarna_async_")
 
     def test_secrets_stay_out_of_repr(self):
         """Neither the password nor the Authorization value shows in the client's repr."""

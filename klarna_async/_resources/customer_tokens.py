@@ -81,7 +81,11 @@ class CustomerTokens:
         :func:`derive_idempotency_key` for batches). On :class:`OutcomeUnknownError`, call
         again with ``error.idempotency_key`` to learn what happened without charging twice.
         """
-        order, _ = await self._charge(customer_token, request, idempotency_key, retry)
+        body, key = self._charge_body(request, idempotency_key)
+        order, _ = await self._client._request(
+            CREATE_ORDER, customer_token, body=body, model=Order, retry=retry, idempotency_key=key
+        )
+        assert order is not None  # decode_success returns a model or raises
         return order
 
     def charge_many(
@@ -118,6 +122,17 @@ class CustomerTokens:
 
         return run_charges(charge_one, charges, concurrency=concurrency, retry=retry)
 
+    def _charge_body(
+        self, request: TokenOrderRequest | Mapping[str, Any], idempotency_key: str | None
+    ) -> tuple[bytes, str]:
+        """The body and key of a charge: made once, before the first attempt."""
+        if idempotency_key is None:
+            idempotency_key = str(uuid.uuid4())
+        elif not idempotency_key.strip():
+            raise ValueError("idempotency_key must be a non-empty string")
+        _, body = prepare(request, TokenOrderRequest, check_amounts=self._client.check_amounts)
+        return body, idempotency_key
+
     async def _charge(
         self,
         customer_token: str,
@@ -125,18 +140,10 @@ class CustomerTokens:
         idempotency_key: str | None,
         retry: RetryPolicy | None,
     ) -> tuple[Order, int]:
-        if idempotency_key is None:
-            idempotency_key = str(uuid.uuid4())
-        elif not idempotency_key.strip():
-            raise ValueError("idempotency_key must be a non-empty string")
-        _, body = prepare(request, TokenOrderRequest, check_amounts=self._client.check_amounts)
+        """:meth:`create_order`, with the number of attempts it took (for charge_many)."""
+        body, key = self._charge_body(request, idempotency_key)
         order, attempts = await self._client._request(
-            CREATE_ORDER,
-            customer_token,
-            body=body,
-            model=Order,
-            retry=retry,
-            idempotency_key=idempotency_key,
+            CREATE_ORDER, customer_token, body=body, model=Order, retry=retry, idempotency_key=key
         )
         assert order is not None  # decode_success returns a model or raises
         return order, attempts
