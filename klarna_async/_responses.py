@@ -75,7 +75,6 @@ def api_error(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
     )
 
 
-_ORDER_FIELDS = frozenset(("order_id", "fraud_status", "redirect_url"))
 _FRAUD_STATUSES = {member.value: member for member in FraudStatus}
 
 
@@ -87,13 +86,14 @@ def _plain_order(data: Any) -> Order | None:
     (``authorized_payment_method``, unknown fields, wrong types) goes through the converter,
     which decides and explains.
     """
-    if data.__class__ is not dict or not data.keys() <= _ORDER_FIELDS:
+    if data.__class__ is not dict:
         return None
     order_id = data.get("order_id")
     fraud_status = data.get("fraud_status")
     redirect_url = data.get("redirect_url")
     if (
-        order_id.__class__ is not str
+        len(data) != 1 + (fraud_status is not None) + (redirect_url is not None)  # other keys
+        or order_id.__class__ is not str
         or (fraud_status is not None and fraud_status.__class__ is not str)
         or (redirect_url is not None and redirect_url.__class__ is not str)
     ):

@@ -166,7 +166,13 @@ class RetryBudget:
         return bucket
 
     def record_call(self) -> None:
-        self._bucket()[1] += 1
+        # _bucket() inlined: every call of the client passes here.
+        second = int(self._clock())
+        bucket = self._buckets[second % self._slots]
+        if bucket[0] != second:
+            bucket[0], bucket[1], bucket[2] = second, 1, 0
+        else:
+            bucket[1] += 1
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False (and nothing taken) when it is spent."""
@@ -407,9 +413,6 @@ class Retrier:
         if self.budget is not None:
             self.budget.record_call()
         return self._clock()
-
-    def first_attempt_timeout(self, policy: RetryPolicy) -> float:
-        return min(policy.attempt_timeout, policy.deadline)
 
     def _emit(
         self,
