@@ -40,6 +40,7 @@ from klarna_async._models.enums import AuthorizedPaymentMethodType, OpenStrEnum
 __all__ = [
     "DecodeProblems",
     "decode",
+    "field_layout",
     "loads",
     "structure_request",
     "to_dict",
@@ -223,6 +224,24 @@ def to_dict(obj: attrs.AttrsInstance) -> dict[str, Any]:
 def to_json(obj: attrs.AttrsInstance) -> bytes:
     """The request body for a model: compact UTF-8 JSON, ``None`` fields left out."""
     return orjson.dumps(_converter.unstructure(obj))
+
+
+def field_layout(cls: type[Any]) -> list[tuple[str, bool]]:
+    """How :func:`to_dict` writes a model of ``cls``: ``(field name, left out when None)`` pairs,
+    in the order of the keys it writes.
+
+    This is what cattrs' generated function does with ``omit_if_default``: a dict literal of the
+    fields without a default, in class order, then each field with a default, in class order,
+    unless the value equals the default. Every default of the models is ``None``, so for a valid
+    value "equals the default" is "is ``None``". ``klarna_async._validation`` builds request dicts
+    by this layout on its fast path; the tests prove the bytes equal :func:`to_json`'s.
+    """
+    fields = attrs.fields(cls)
+    for field in fields:
+        if field.default is not attrs.NOTHING and field.default is not None:
+            raise ValueError(f"{cls.__name__}.{field.name}: a default other than None")
+    written = [(f.name, False) for f in fields if f.default is attrs.NOTHING]
+    return written + [(f.name, True) for f in fields if f.default is not attrs.NOTHING]
 
 
 # --- in: the wire to models ---------------------------------------------------------------------

@@ -42,18 +42,25 @@ are themselves valid:
 
 Everything is built once at import as closures over precomputed tuples: a call does no
 reflection on classes.
+
+:func:`prepare` has a fast path for the common case, a valid request model: each rule tree is
+also compiled at import into one generated function that tests the request and writes its JSON
+dict in a single walk (see "the fast path" below). It only ever says "valid, here is the dict"
+or "ask the rules"; the rules and ``to_json`` stay the one authority on what is wrong and how it
+is written, and the tests hold the two paths to the same answers.
 """
 
 from __future__ import annotations
 
+import linecache
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeGuard, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeGuard, TypeVar, cast
 
 import attrs
 import orjson
 
-from klarna_async._converter import structure_request, to_json
+from klarna_async._converter import field_layout, structure_request, to_json
 from klarna_async._errors import RequestValidationError, Violation
 from klarna_async._models.common import (
     Address,
@@ -84,6 +91,8 @@ T = TypeVar("T", bound=attrs.AttrsInstance)
 # A check gets a value that is not None, where it sits (``parent + key`` is its path, joined only
 # when a violation needs it), and the list to append violations to.
 _Check = Callable[[Any, str, str, list[Violation]], None]
+# A rule on a whole model, after its fields: the model, its path, the list of violations.
+_AfterRule = Callable[[Any, str, list[Violation]], None]
 _Api = Literal["payments", "customer_token"]
 
 # int64 is the format of every integer in both specs, and orjson cannot write beyond it.
@@ -93,6 +102,57 @@ _TAX_RATE_MAX: Final = 10000
 
 
 _KINDS: Final = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+# What each check tests, kept beside it for the fast path's code generator (see prepare); the
+# checks themselves never read these.
+
+
+@attrs.frozen
+class _StringRule:
+    min_length: int
+    max_length: int | None
+    matcher: Callable[[str], object] | None
+    #: The values are codes from a small set (a country, a currency), never personal data: the
+    #: fast path may remember the ones that matched rather than match them again.
+    codes: bool
+
+
+@attrs.frozen
+class _IntegerRule:
+    minimum: int
+    maximum: int
+
+
+@attrs.frozen
+class _BooleanRule:
+    pass
+
+
+@attrs.frozen
+class _OneOfRule:
+    allowed: frozenset[str]
+    #: str and the classes of the listed values (an enum): the only classes the fast path lets by.
+    classes: frozenset[type[Any]]
+
+
+@attrs.frozen
+class _ArrayRule:
+    item: _Check
+    min_items: int
+    max_items: int | None
+
+
+@attrs.frozen
+class _ModelRule:
+    cls: type[Any]
+    #: (field name, required, check), in class order.
+    fields: Sequence[tuple[str, bool, _Check]]
+    after: Sequence[_AfterRule]
+
+
+_Rule = _StringRule | _IntegerRule | _BooleanRule | _OneOfRule | _ArrayRule | _ModelRule
+_RULES: Final[dict[_Check, _Rule]] = {}
 
 
 def _kind(value: object) -> str:
@@ -114,6 +174,7 @@ def _string(
     max_length: int | None = None,
     pattern: str | None = None,
     hint: str = "",
+    codes: bool = False,
 ) -> _Check:
     # JSON Schema patterns are ECMA regexes searched in the whole string; with their ^...$
     # anchors fullmatch is the same test, and unlike re.match it refuses a trailing newline.
@@ -134,6 +195,7 @@ def _string(
         if matcher is not None and matcher(value) is None:
             out.append(Violation(parent + key, pattern_message))
 
+    _RULES[check] = _StringRule(min_length, max_length, matcher, codes)
     return check
 
 
@@ -146,12 +208,16 @@ def _integer(*, minimum: int = _INT64_MIN, maximum: int = _INT64_MAX) -> _Check:
         elif value > maximum:
             out.append(Violation(parent + key, f"must be at most {maximum}, got {value}"))
 
+    _RULES[check] = _IntegerRule(minimum, maximum)
     return check
 
 
 def _boolean(value: Any, parent: str, key: str, out: list[Violation]) -> None:
     if value is not True and value is not False:
         out.append(Violation(parent + key, f"must be a boolean, got {_kind(value)}"))
+
+
+_RULES[_boolean] = _BooleanRule()
 
 
 def _one_of(values: Iterable[str]) -> _Check:
@@ -165,6 +231,7 @@ def _one_of(values: Iterable[str]) -> _Check:
         elif value not in allowed:
             out.append(Violation(parent + key, f"must be one of {listed}, got {str(value)!r}"))
 
+    _RULES[check] = _OneOfRule(allowed, frozenset({str, *map(type, ordered)}))
     return check
 
 
@@ -182,6 +249,7 @@ def _array(item: _Check, *, min_items: int = 0, max_items: int | None = None) ->
         for index, element in enumerate(value):
             item(element, path, f"[{index}]", out)
 
+    _RULES[check] = _ArrayRule(item, min_items, max_items)
     return check
 
 
@@ -192,9 +260,7 @@ class _Field:
     required: bool = False
 
 
-def _model(
-    cls: type[Any], fields: Iterable[_Field], *after: Callable[[Any, str, list[Violation]], None]
-) -> _Check:
+def _model(cls: type[Any], fields: Iterable[_Field], *after: _AfterRule) -> _Check:
     ordered = tuple(fields)
     # A field without a rule would be sent unchecked; fail at import instead.
     assert {f.name for f in ordered} == {a.name for a in attrs.fields(cls)}, cls
@@ -215,6 +281,7 @@ def _model(
         for rule in after:
             rule(obj, path, out)
 
+    _RULES[check] = _ModelRule(cls, tuple((f.name, f.required, f.check) for f in ordered), after)
     return check
 
 
@@ -302,14 +369,18 @@ def _order_amounts(order: Any, path: str, out: list[Violation]) -> None:
 
 # --- the rule trees -----------------------------------------------------------------------------
 
-_COUNTRY: Final = _string(pattern=r"^[A-Za-z]{2,2}$", hint="ISO 3166 alpha-2, e.g. SE")
-_CURRENCY: Final = _string(pattern=r"^[A-Za-z]{3,3}$", hint="ISO 4217, e.g. EUR")
-_LOCALE: Final = _string(pattern=r"^[A-Za-z]{2,2}(?:-[A-Za-z]{2,2})*$", hint="RFC 1766, e.g. en-GB")
-_COLOUR: Final = _string(pattern=r"^#[A-Fa-f0-9]{6}$", hint="CSS hex colour, e.g. #FF9900")
+_COUNTRY: Final = _string(pattern=r"^[A-Za-z]{2,2}$", hint="ISO 3166 alpha-2, e.g. SE", codes=True)
+_CURRENCY: Final = _string(pattern=r"^[A-Za-z]{3,3}$", hint="ISO 4217, e.g. EUR", codes=True)
+_LOCALE: Final = _string(
+    pattern=r"^[A-Za-z]{2,2}(?:-[A-Za-z]{2,2})*$", hint="RFC 1766, e.g. en-GB", codes=True
+)
+_COLOUR: Final = _string(
+    pattern=r"^#[A-Fa-f0-9]{6}$", hint="CSS hex colour, e.g. #FF9900", codes=True
+)
 _TEXT: Final = _string()
 _REFERENCE: Final = _string(max_length=255)
 _URL: Final = _string(max_length=2000)
-_LINE_TYPES: Final = [t.value for t in OrderLineType if t is not OrderLineType.RETURN_FEE]
+_LINE_TYPES: Final = [t for t in OrderLineType if t is not OrderLineType.RETURN_FEE]
 
 
 def _address(api: _Api) -> _Check:
@@ -526,6 +597,247 @@ _VALIDATORS: Final[Mapping[tuple[type[Any], bool], _Check]] = {
 }
 
 
+# --- the fast path -------------------------------------------------------------------------------
+# A valid request is the common case, and for it the rule walk above plus to_json was the largest
+# CPU cost of a charge on our side. So each tree is also compiled, at import, into one
+# straight-line function that reads every field once, tests it inline and builds the JSON-ready
+# dict as it goes, exactly as the converter writes it (klarna_async._converter.field_layout). At
+# the first failed test it returns None and prepare() takes the slow path: the rule tree, which
+# collects every violation, then to_json. Its tests are stricter than the rules, never looser:
+# exact classes (a str or int subclass, a subclass of a model go the slow way), so that what it
+# accepts the rules accept and the converter writes the same way. tests/test_fast_path.py checks
+# both against the slow path.
+
+_FastPath = Callable[[Any], "dict[str, Any] | None"]
+
+
+class _FastWriter:
+    """Writes the source of one fast-path function from a rule tree."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {}
+        self._count = 0
+
+    def fresh(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def constant(self, value: Any, stem: str) -> str:
+        name = self.fresh(f"_{stem}")
+        self.namespace[name] = value
+        return name
+
+    def line(self, indent: int, text: str) -> None:
+        self.lines.append("    " * indent + text)
+
+    def fail_if(self, indent: int, *conditions: str) -> None:
+        self.line(indent, f"if {' or '.join(conditions)}: return None")
+
+    def value(self, check: _Check, var: str, indent: int, on_item: _ItemHook | None = None) -> str:
+        """Test ``var`` (not None) against ``check``; return the expression of its JSON value."""
+        rule = _RULES[check]
+        if isinstance(rule, _StringRule):
+            tests = [f"{var}.__class__ is not str"]
+            tests += self.length(var, rule.min_length, rule.max_length)
+            if rule.codes:
+                known, matches = _remembering(rule.matcher)
+                known_name = self.constant(known, "known")
+                tests.append(
+                    f"{var} not in {known_name} and not {self.constant(matches, 'match')}({var})"
+                )
+            elif rule.matcher is not None:
+                tests.append(f"{self.constant(rule.matcher, 'match')}({var}) is None")
+            self.fail_if(indent, *tests)
+        elif isinstance(rule, _IntegerRule):
+            bounds = f"{rule.minimum} <= {var} <= {rule.maximum}"
+            self.fail_if(indent, f"{var}.__class__ is not int", f"not {bounds}")
+        elif isinstance(rule, _BooleanRule):
+            self.fail_if(indent, f"{var} is not True and {var} is not False")
+        elif isinstance(rule, _OneOfRule):
+            classes = self.constant(rule.classes, "classes")
+            allowed = self.constant(rule.allowed, "allowed")
+            self.fail_if(indent, f"{var}.__class__ not in {classes}", f"{var} not in {allowed}")
+        elif isinstance(rule, _ArrayRule):
+            return self.array(rule, var, indent, on_item)
+        else:
+            return self.model(rule, var, indent)[0]
+        # Scalars go out as they are, as the converter's identity hooks leave them (an enum member
+        # included: orjson writes its value).
+        return var
+
+    @staticmethod
+    def length(var: str, minimum: int, maximum: int | None) -> list[str]:
+        """The test that ``len(var)`` is out of bounds, if there are any."""
+        lower = f"{minimum} <= " if minimum else ""
+        upper = f" <= {maximum}" if maximum is not None else ""
+        return [f"not {lower}len({var}){upper}"] if lower or upper else []
+
+    def array(self, rule: _ArrayRule, var: str, indent: int, on_item: _ItemHook | None) -> str:
+        self.fail_if(
+            indent,
+            f"{var}.__class__ is not tuple and {var}.__class__ is not list",
+            *self.length(var, rule.min_items, rule.max_items),
+        )
+        item = self.fresh("item")
+        self.line(indent, f"for {item} in {var}:")
+        item_rule = _RULES[rule.item]
+        if not isinstance(item_rule, _ModelRule):
+            self.value(rule.item, item, indent + 1)
+            return f"list({var})"
+        written = self.fresh("items")
+        self.lines.insert(len(self.lines) - 1, "    " * indent + f"{written} = []")
+        data, values = self.model(item_rule, item, indent + 1)
+        if on_item is not None:
+            on_item(values, indent + 1)
+        self.line(indent + 1, f"{written}.append({data})")
+        return written
+
+    def model(self, rule: _ModelRule, var: str, indent: int) -> tuple[str, dict[str, str]]:
+        """Test a model and write its dict; return the dict's name and each field's variable."""
+        self.fail_if(indent, f"{var}.__class__ is not {self.constant(rule.cls, rule.cls.__name__)}")
+        checks = {name: (required, check) for name, required, check in rule.fields}
+        values = {name: self.fresh(name) for name in checks}
+        # _order_amounts adds up the order lines; its sums are kept while the lines are tested.
+        add_line = self.order_sums(values, indent) if _order_amounts in rule.after else None
+        hooks = {"order_lines": add_line}
+        layout = field_layout(rule.cls)
+        data = self.fresh("data")
+        literal: list[str] = []
+        for name, left_out in layout:
+            if not left_out:
+                # The converter writes these even when None; every check refuses None.
+                self.line(indent, f"{values[name]} = {var}.{name}")
+                expression = self.value(checks[name][1], values[name], indent, hooks.get(name))
+                literal.append(f"{name!r}: {expression}")
+        self.line(indent, f"{data} = {{{', '.join(literal)}}}")
+        for name, left_out in layout:
+            if left_out:
+                required, check = checks[name]
+                self.line(indent, f"{values[name]} = {var}.{name}")
+                inner = indent
+                if not required:
+                    self.line(indent, f"if {values[name]} is not None:")
+                    inner += 1
+                expression = self.value(check, values[name], inner, hooks.get(name))
+                self.line(inner, f"{data}[{name!r}] = {expression}")
+        for after in rule.after:
+            _AFTER_WRITERS[after](self, values, indent)
+        return data, values
+
+    def order_sums(self, order: dict[str, str], indent: int) -> _ItemHook:
+        """Start the sums of _order_amounts; the hook adds each line, the end rule judges."""
+        for name in ("total_sum", "tax_sum", "us_tax_sum"):
+            order[name] = self.fresh(name)
+            self.line(indent, f"{order[name]} = 0")
+        order["has_tax"] = self.fresh("has_tax")
+        self.line(indent, f"{order['has_tax']} = False")
+        sales_tax = self.constant(OrderLineType.SALES_TAX, "SALES_TAX")
+
+        def add_line(line: dict[str, str], indent: int) -> None:
+            total, tax = line["total_amount"], line["total_tax_amount"]
+            self.line(indent, f"{order['total_sum']} += {total}")
+            self.line(indent, f"if {tax} is not None:")
+            self.line(indent + 1, f"{order['has_tax']} = True")
+            self.line(indent + 1, f"{order['tax_sum']} += {tax}")
+            self.line(indent, f"if {line['type']} == {sales_tax}:")
+            self.line(indent + 1, f"{order['has_tax']} = True")
+            self.line(indent + 1, f"{order['us_tax_sum']} += {total}")
+            self.line(indent, f"elif {tax} is not None:")
+            self.line(indent + 1, f"{order['us_tax_sum']} += {tax}")
+
+        return add_line
+
+
+_ItemHook = Callable[[dict[str, str], int], None]
+
+# How many matching codes a fast path remembers per rule, and how long each may be: a bound on
+# the memory that callers' values can take, far above the codes there are.
+_KNOWN_CODES_MAX: Final = 512
+_KNOWN_CODE_LENGTH_MAX: Final = 16
+
+
+def _remembering(matcher: Callable[[str], object] | None) -> tuple[set[str], Callable[[str], bool]]:
+    """A set of the values that matched (for an exact str, being in it is matching: the pattern
+    is a pure function of the text) and the test that matches and fills it."""
+    assert matcher is not None, "codes=True needs a pattern"
+    known: set[str] = set()
+
+    def matches(value: str) -> bool:
+        if matcher(value) is None:
+            return False
+        if len(known) < _KNOWN_CODES_MAX and len(value) <= _KNOWN_CODE_LENGTH_MAX:
+            known.add(value)
+        return True
+
+    return known, matches
+
+
+def _write_line_amounts(writer: _FastWriter, line: dict[str, str], indent: int) -> None:
+    # _line_amounts for values that passed their own rules: exact ints, or None where optional.
+    quantity, unit_price, total = line["quantity"], line["unit_price"], line["total_amount"]
+    discount, rate, tax = line["total_discount_amount"], line["tax_rate"], line["total_tax_amount"]
+    writer.line(indent, f"if {discount} is None:")
+    writer.fail_if(indent + 1, f"{total} != {quantity} * {unit_price}")
+    writer.line(indent, f"elif {total} != {quantity} * {unit_price} - {discount}: return None")
+    writer.line(indent, f"if {tax} is not None and {rate} is not None:")
+    denominator = writer.fresh("denominator")
+    writer.line(indent + 1, f"{denominator} = 10000 + {rate}")
+    writer.fail_if(
+        indent + 1,
+        f"not 0 <= {rate} <= {_TAX_RATE_MAX}",
+        f"abs({tax} * {denominator} - {total} * {rate}) > {denominator}",
+    )
+
+
+def _write_order_amounts(writer: _FastWriter, order: dict[str, str], indent: int) -> None:
+    # _order_amounts, with the sums that order_sums' hook added up line by line.
+    amount, order_tax = order["order_amount"], order["order_tax_amount"]
+    writer.fail_if(indent, f"{amount} != {order['total_sum']}")
+    writer.fail_if(
+        indent,
+        f"{order['has_tax']} and {order_tax} is not None and {order_tax} != {order['tax_sum']}"
+        f" and {order_tax} != {order['us_tax_sum']}",
+    )
+
+
+# An after-rule the writer does not know is a KeyError at import, not a rule the fast path skips.
+_AfterWriter = Callable[[_FastWriter, dict[str, str], int], None]
+_AFTER_WRITERS: Final[Mapping[_AfterRule, _AfterWriter]] = {
+    _line_amounts: _write_line_amounts,
+    _order_amounts: _write_order_amounts,
+}
+
+
+def _compile_fast_path(check: _Check, name: str) -> _FastPath:
+    writer = _FastWriter()
+    rule = _RULES[check]
+    assert isinstance(rule, _ModelRule), rule
+    writer.line(0, f"def {name}(request):")
+    data, _ = writer.model(rule, "request", 1)
+    writer.line(1, f"return {data}")
+    source = "\n".join(writer.lines) + "\n"
+    filename = f"<klarna_async fast path {name}>"
+    # In linecache, as cattrs does, so that a traceback through it shows the line.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), writer.namespace)  # noqa: S102
+    return cast(_FastPath, writer.namespace[name])
+
+
+_FAST_PATHS: Final[Mapping[bool, Mapping[type[Any], _FastPath]]] = {
+    check_amounts: {
+        cls: _compile_fast_path(
+            check, f"fast_{cls.__name__}" + ("" if check_amounts else "_without_amounts")
+        )
+        for (cls, flag), check in _VALIDATORS.items()
+        if flag is check_amounts
+    }
+    for check_amounts in (True, False)
+}
+_FAST_WITH_AMOUNTS: Final = _FAST_PATHS[True]
+_FAST_WITHOUT_AMOUNTS: Final = _FAST_PATHS[False]
+
+
 # --- entry points -------------------------------------------------------------------------------
 
 
@@ -553,14 +865,29 @@ def prepare(
     A mapping is structured first (:func:`~klarna_async._converter.structure_request`: unknown
     keys and wrong types are violations too). An attrs instance of another class is a
     ``TypeError``.
+
+    A model of exactly ``cls`` (given, or structured from the mapping) that the fast path finds
+    valid is written from the dict the fast path built; anything else (invalid, a subclass
+    somewhere, not JSON-encodable) goes through :func:`validate` and
+    :func:`~klarna_async._converter.to_json`, with the same result.
     """
-    if isinstance(request, cls):
+    if request.__class__ is cls or isinstance(request, cls):
         model: T = request
     elif isinstance(request, Mapping):
         model = structure_request(request, cls)
     else:
         expected = f"expected {cls.__name__} or a mapping"
         raise TypeError(f"{expected}, got {type(request).__name__}")
+    if model.__class__ is cls:
+        # The fast path (see above): one generated function tests and writes a valid request.
+        fast = (_FAST_WITH_AMOUNTS if check_amounts else _FAST_WITHOUT_AMOUNTS).get(cls)
+        if fast is not None:
+            data = fast(model)
+            if data is not None:
+                try:
+                    return model, orjson.dumps(data)
+                except orjson.JSONEncodeError:
+                    pass  # e.g. a lone surrogate: reported below, as the slow path does
     validate(model, check_amounts=check_amounts)
     try:
         body = to_json(model)

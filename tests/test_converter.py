@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
+import typing
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 
@@ -12,6 +15,7 @@ from klarna_async import _converter
 from klarna_async._converter import (
     DecodeProblems,
     decode,
+    field_layout,
     loads,
     structure_request,
     to_dict,
@@ -23,11 +27,13 @@ from klarna_async._models import (
     AuthorizedPaymentMethodType,
     CustomerToken,
     CustomerTokenCreated,
+    CustomerTokenRequest,
     FraudStatus,
     Interval,
     Order,
     OrderLine,
     OrderLineType,
+    OrderRequest,
     PaymentMethodType,
     Session,
     SessionCreated,
@@ -63,6 +69,46 @@ def one_line_order(**changes: Any) -> TokenOrderRequest:
     }
     fields.update(changes)
     return TokenOrderRequest(**fields)
+
+
+def every_field_set(cls: type[Any]) -> Any:
+    """An instance of a model with every field set, nested models too."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{field.name: _some(hints[field.name]) for field in attrs.fields(cls)})
+
+
+def _some(hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        (hint,) = (arg for arg in args if arg is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return (_some(typing.get_args(hint)[0]),)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return next(iter(hint))
+    samples: dict[Any, Any] = {str: "x", int: 1, bool: False}
+    return samples[hint] if hint in samples else every_field_set(hint)
+
+
+def _types_in(hint: Any) -> list[Any]:
+    return [hint, *(inner for arg in typing.get_args(hint) for inner in _types_in(arg))]
+
+
+def _models_in(cls: type[Any]) -> set[type[Any]]:
+    """``cls`` and every model its fields hold, at any depth."""
+    found = {cls}
+    for hint in typing.get_type_hints(cls).values():
+        for arg in _types_in(hint):
+            if isinstance(arg, type) and attrs.has(arg) and arg not in found:
+                found |= _models_in(arg)
+    return found
+
+
+REQUEST_MODELS = sorted(
+    set().union(
+        *map(_models_in, (SessionRequest, OrderRequest, TokenOrderRequest, CustomerTokenRequest))
+    ),
+    key=lambda cls: cls.__name__,
+)
 
 
 def problems_of(data: Any, cls: type[Any]) -> list[str]:
@@ -126,6 +172,26 @@ class TestToJson:
         """A pseudo-member serializes back to the very string it was made from."""
         order = Order(order_id="o1", fraud_status=FraudStatus("UNDER_REVIEW"))
         assert orjson.loads(to_json(order)) == {"order_id": "o1", "fraud_status": "UNDER_REVIEW"}
+
+    @pytest.mark.parametrize("cls", REQUEST_MODELS, ids=lambda cls: cls.__name__)
+    def test_field_layout_is_the_key_order_of_to_dict(self, cls: type[Any]) -> None:
+        """field_layout says in which order to_dict writes the keys and which it leaves out when
+        None: the fast path of request validation writes its dicts by it."""
+        layout = field_layout(cls)
+        full = every_field_set(cls)
+        assert list(to_dict(full)) == [name for name, _ in layout]
+        required = {name: getattr(full, name) for name, left_out in layout if not left_out}
+        assert list(to_dict(cls(**required))) == list(required)
+
+    def test_field_layout_knows_none_defaults_only(self) -> None:
+        """A default other than None would be left out when equal to it: not what we model."""
+
+        @attrs.frozen
+        class Odd:
+            count: int = 5
+
+        with pytest.raises(ValueError, match=r"Odd\.count: a default other than None"):
+            field_layout(Odd)
 
     def test_datetimes_are_iso_8601(self) -> None:
         """A session's expiry goes out as RFC 3339 and comes back equal."""
