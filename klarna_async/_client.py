@@ -259,7 +259,10 @@ class KlarnaClient:
         # The first attempt runs here, without the retry machinery: a call that succeeds at
         # once (nearly all of them) pays for none of it. Anything else is handed over to the
         # retrier with its outcome.
-        started = retrier.begin()
+        budget = retrier.budget
+        if budget is not None:
+            budget.record_call()
+        started = retrier.clock()
         try:
             if limiter is not None:
                 await limiter.acquire()
@@ -373,6 +376,8 @@ class Endpoint:
     def path(self, param: str | None) -> str:
         if self.what is None:
             return self._prefix
+        if param.__class__ is str and _UNRESERVED.fullmatch(param):
+            return self._prefix + param + self._suffix
         return self._prefix + path_param(param, self.what) + self._suffix
 
     def describe(self, param: str | None) -> str:

@@ -26,7 +26,10 @@ _CORRELATION_HEADER = "Klarna-Correlation-Id"
 def decode_success(status: int, headers: Mapping[str, str], body: bytes, model: type[T]) -> T:
     """The model a 2xx answer carries, or :class:`ResponseDecodeError`."""
     try:
-        data = loads(body)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = loads(body)  # raises DecodeProblems with the reason
         if model is Order:
             fast = _plain_order(data)
             if fast is not None:

@@ -253,7 +253,7 @@ class Retrier:
         self.budget = budget
         self.on_attempt = on_attempt
         self._sleep = sleep
-        self._clock = clock
+        self.clock = self._clock = clock
 
     async def run(
         self,

@@ -12,7 +12,7 @@ so a typo is caught before it is sent.
 from __future__ import annotations
 
 import enum
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, cast
 
 __all__ = [
     "AcquiringChannel",
@@ -195,56 +195,58 @@ class OrganizationEntityType(OpenStrEnum):
 # rather than the constructor raising. One named function per field type, because mypy's attrs
 # plugin reads the accepted type from the converter's signature.
 
-_E = TypeVar("_E", bound=OpenStrEnum)
-
-
-def _coerce(cls: type[_E], value: object) -> Any:
-    return cls(value) if value.__class__ is str else value
-
 
 def as_intent(value: Intent | str | None) -> Intent | None:
-    return cast("Intent | None", _coerce(Intent, value))
+    return Intent(value) if type(value) is str else cast("Intent | None", value)
 
 
 def as_acquiring_channel(value: AcquiringChannel | str | None) -> AcquiringChannel | None:
-    return cast("AcquiringChannel | None", _coerce(AcquiringChannel, value))
+    return AcquiringChannel(value) if type(value) is str else cast("AcquiringChannel | None", value)
 
 
 def as_session_status(value: SessionStatus | str | None) -> SessionStatus | None:
-    return cast("SessionStatus | None", _coerce(SessionStatus, value))
+    return SessionStatus(value) if type(value) is str else cast("SessionStatus | None", value)
 
 
 def as_interval(value: Interval | str) -> Interval:
-    return cast(Interval, _coerce(Interval, value))
+    return Interval(value) if type(value) is str else cast(Interval, value)
 
 
 def as_order_line_type(value: OrderLineType | str | None) -> OrderLineType | None:
-    return cast("OrderLineType | None", _coerce(OrderLineType, value))
+    return OrderLineType(value) if type(value) is str else cast("OrderLineType | None", value)
 
 
 def as_fraud_status(value: FraudStatus | str | None) -> FraudStatus | None:
-    return cast("FraudStatus | None", _coerce(FraudStatus, value))
+    return FraudStatus(value) if type(value) is str else cast("FraudStatus | None", value)
 
 
 def as_intended_use(value: IntendedUse | str) -> IntendedUse:
-    return cast(IntendedUse, _coerce(IntendedUse, value))
+    return IntendedUse(value) if type(value) is str else cast(IntendedUse, value)
 
 
 def as_token_status(value: TokenStatus | str) -> TokenStatus:
-    return cast(TokenStatus, _coerce(TokenStatus, value))
+    return TokenStatus(value) if type(value) is str else cast(TokenStatus, value)
 
 
 def as_payment_method_type(value: PaymentMethodType | str) -> PaymentMethodType:
-    return cast(PaymentMethodType, _coerce(PaymentMethodType, value))
+    return PaymentMethodType(value) if type(value) is str else cast(PaymentMethodType, value)
 
 
 def as_authorized_payment_method_type(
     value: AuthorizedPaymentMethodType | str,
 ) -> AuthorizedPaymentMethodType:
-    return cast(AuthorizedPaymentMethodType, _coerce(AuthorizedPaymentMethodType, value))
+    return (
+        AuthorizedPaymentMethodType(value)
+        if type(value) is str
+        else cast(AuthorizedPaymentMethodType, value)
+    )
 
 
 def as_organization_entity_type(
     value: OrganizationEntityType | str | None,
 ) -> OrganizationEntityType | None:
-    return cast("OrganizationEntityType | None", _coerce(OrganizationEntityType, value))
+    return (
+        OrganizationEntityType(value)
+        if type(value) is str
+        else cast("OrganizationEntityType | None", value)
+    )
