@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import re
 import time
@@ -300,15 +301,11 @@ class KlarnaClient:
                 )
             return result, 1
 
-        async def attempt(timeout: float) -> T | None:
-            if limiter is not None:
-                await limiter.acquire()
-            if debug:
-                logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), method, timeout)
-            return _outcome(
-                await send(session, method, url, headers, body, timeout), model, limiter
-            )
-
+        # Made only now: a closure here would turn every local above into a cell variable,
+        # which every call would pay for.
+        attempt = functools.partial(
+            _attempt, session, endpoint, param, url, headers, body, model, limiter, debug
+        )
         return await retrier.run(
             operation=endpoint.operation,
             target=endpoint.describe(param),
@@ -332,6 +329,27 @@ class KlarnaClient:
         result, _ = await self._request(endpoint, param, body=body, model=model, retry=retry)
         assert result is not None  # decode_success returns a model or raises
         return result
+
+
+async def _attempt(
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    param: str | None,
+    url: URL,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    model: type[T] | None,
+    limiter: RateLimiter | None,
+    debug: bool,
+    timeout: float,
+) -> T | None:
+    """A retry: one more attempt of a call whose first attempt failed."""
+    if limiter is not None:
+        await limiter.acquire()
+    if debug:
+        logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), endpoint.method, timeout)
+    raw = await send(session, endpoint.method, url, headers, body, timeout)
+    return _outcome(raw, model, limiter)
 
 
 def _outcome(raw: RawResponse, model: type[T] | None, limiter: RateLimiter | None) -> T | None:
