@@ -28,14 +28,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 import klarna_async._client as client_module
 import klarna_async._resources.customer_tokens as tokens_module
-import klarna_async._validation as validation_module
 from benchmarks._common import OUT_DIR, PASSWORD, TOKEN, USERNAME, median, peer
 from benchmarks.cpu import _KEY_PREFIX, _run_workers
 from benchmarks.peer import ORDER
-from klarna_async import KlarnaClient, RetryPolicy
+from klarna_async import KlarnaClient
 from klarna_async._converter import decode, to_dict, to_json
 from klarna_async._models import Order, TokenOrderRequest
 from klarna_async._responses import decode_success
@@ -53,10 +53,8 @@ ARMS: dict[str, str] = {
     "full": "create_order(token, prebuilt request, idempotency_key=k)",
     "flat": "one coroutine calling the same library functions: prepare(), send(), "
     "decode_success(); no create_order/_charge/_request/Retrier layering",
-    "no_validation": "full, with validate() a no-op",
-    "no_to_json": "full, with to_json() returning the prebuilt body bytes",
+    "no_prepare": "full, with prepare() (validation and JSON) returning the prebuilt body",
     "no_decode": "full, with decode_success() = orjson.loads + a prebuilt Order",
-    "no_retrier": "full, with Retrier.run() calling the attempt once, directly",
     "lean_send": "full, with send() as the raw loop: session.post, no per-call ClientTimeout",
     "no_path_mask": "full, with path_param() (quote) and mask_token() trivial",
 }
@@ -85,8 +83,8 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
     """Each stand-in does the least that keeps the charge correct (same bytes out, an Order in)."""
     order = decode(ORDER, Order)
 
-    def no_validation(request: Any, *, check_amounts: bool = True) -> None:
-        return None
+    def no_prepare(request: Any, cls: Any, *, check_amounts: bool = True) -> tuple[Any, bytes]:
+        return request, body
 
     def no_decode(status: int, headers: Mapping[str, str], raw: bytes, model: type[Any]) -> Any:
         orjson.loads(raw)  # the raw loop parses its answer too
@@ -103,9 +101,6 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
         async with session.post(url, data=data, headers=headers) as response:
             return RawResponse(response.status, response.headers, await response.read())
 
-    async def direct_run(*, policy: RetryPolicy, attempt: Any, **_: Any) -> tuple[Any, int]:
-        return await attempt(policy.attempt_timeout), 1
-
     stand_ins = {"path_param": lambda value, what: value, "mask_token": lambda token: "****"}
 
     @contextlib.contextmanager
@@ -119,10 +114,9 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
             yield
 
     return {
-        "no_validation": _patch(validation_module, "validate", no_validation),
-        "no_to_json": _patch(validation_module, "to_json", lambda model: body),
+        # The first attempt runs inline in _request; the retrier is not on a success's path.
+        "no_prepare": _patch(tokens_module, "prepare", no_prepare),
         "no_decode": _patch(client_module, "decode_success", no_decode),
-        "no_retrier": _patch(client._retrier, "run", direct_run),
         "lean_send": _patch(client_module, "send", lean_send),
         "no_path_mask": no_path_mask,
     }
@@ -161,7 +155,7 @@ async def ablate(url: str, *, charges: int, rounds: int, concurrency: int) -> di
 
             client_session = client._ready_session()
             client_headers = client._headers
-            full_url = client.base_url + path
+            full_url = URL(client.base_url + path, encoded=True)
 
             async def flat(i: int) -> None:
                 _, body = prepare(prebuilt, TokenOrderRequest)
