@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -106,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run against an embedded fake Klarna (no credentials needed)",
     )
     charge.add_argument("--no-progress", action="store_true", help="no progress display")
+    charge.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log retries to stderr (-vv: every attempt); tokens masked, no credentials",
+    )
     charge.set_defaults(run=_run_charge)
 
     from klarna_async.testing import _sandbox
@@ -319,6 +327,12 @@ def _run_charge(args: argparse.Namespace) -> int:
     if args.sandbox and args.base_url:
         print("--sandbox and --base-url exclude each other", file=sys.stderr)
         return EXIT_USAGE
+    if args.verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        library_logger = logging.getLogger("klarna_async")
+        library_logger.addHandler(handler)
+        library_logger.setLevel(logging.WARNING if args.verbose == 1 else logging.DEBUG)
     return asyncio.run(_charge(args))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -137,6 +139,44 @@ class TestChargeCommand:
         assert 40 == len(results)
         assert {"placed"} == {r["status"] for r in results}
         assert "placed" in captured.out
+
+    def test_verbose_logs_retries_without_secrets(self, tmp_path: Path, capsys):
+        """-v shows each retry on stderr, with masked tokens and no credentials."""
+        source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+        line = {
+            "charge_id": "c1",
+            "customer_token": "tok-0001-abcdef-secret-9999",
+            "amount": 999,
+            "currency": "EUR",
+            "subscription": PLAN,
+        }
+        source.write_bytes(orjson.dumps(line) + b"\n")
+        original = logging.getLogger("klarna_async").handlers[:]
+        try:
+            import klarna_async.testing._app as fake_app
+
+            real_init = fake_app.FakeKlarna.__init__
+
+            def flaky(self: Any, **options: Any) -> None:
+                real_init(self, **options)
+                self.faults.script(
+                    "customer_tokens.create_order", [fake_app.Fault.SERVICE_UNAVAILABLE]
+                )
+
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(fake_app.FakeKlarna, "__init__", flaky)
+                code = main(
+                    ["charge", str(source), "--out", str(out), "--sandbox", "--no-progress", "-v"]
+                )
+        finally:
+            logging.getLogger("klarna_async").handlers[:] = original
+            logging.getLogger("klarna_async").setLevel(logging.NOTSET)
+        err = capsys.readouterr().err
+        assert 0 == code
+        assert "retrying" in err
+        assert "****9999" in err
+        assert "secret" not in err
+        assert "test_password" not in err
 
     def test_usage_errors(self, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
         """Missing input, missing credentials, conflicting options: exit 2 with a message."""
