@@ -28,6 +28,7 @@ from klarna_async import (
     Order,
     OutcomeUnknownError,
     RequestValidationError,
+    ResponseDecodeError,
     RetryPolicy,
     ServiceUnavailableError,
     Session,
@@ -336,6 +337,35 @@ class TestRetriesOnTheWire:
         assert not isinstance(caught.value, NotFoundError)
         assert 2 == caught.value.attempts
         assert isinstance(caught.value.last_error, NotFoundError)
+
+    async def test_unreadable_success_on_a_write_is_outcome_unknown(
+        self, client: KlarnaClient, mocked: Any
+    ):
+        """A 200 that is no order (an HTML page): Klarna may have charged, so the caller gets
+        OutcomeUnknownError with the key, never a plain decode error or a silent success."""
+        mocked.post(
+            f"{BASE}/customer-token/v1/tokens/{TOKEN}/order",
+            status=200,
+            body="<html>ok</html>",
+            content_type="text/html",
+            repeat=True,
+        )
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await client.customer_tokens.create_order(
+                TOKEN, samples.token_order(), idempotency_key="k-html"
+            )
+        assert "k-html" == caught.value.idempotency_key
+        assert isinstance(caught.value.last_error, ResponseDecodeError)
+        assert 1 == caught.value.attempts
+
+    async def test_unreadable_success_on_a_read_is_a_decode_error(
+        self, client: KlarnaClient, mocked: Any
+    ):
+        """A read's odd answer is a ResponseDecodeError listing what is wrong, not a KeyError."""
+        mocked.get(f"{BASE}/customer-token/v1/tokens/{TOKEN}", payload={"status": "ACTIVE"})
+        with pytest.raises(ResponseDecodeError) as caught:
+            await client.customer_tokens.get(TOKEN)
+        assert any("payment_method_type" in p for p in caught.value.problems)
 
     async def test_per_call_policy_override(self, client: KlarnaClient, mocked: Any):
         """retry= on a call replaces the client's policy for that call."""
