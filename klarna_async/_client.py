@@ -7,7 +7,6 @@ import enum
 import functools
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
@@ -293,7 +292,7 @@ class KlarnaClient:
                         policy.max_attempts,
                         "ok",
                         None,
-                        time.monotonic() - started,
+                        retrier.clock() - started,
                         None,
                         idempotency_key,
                         None,
