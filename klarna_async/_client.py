@@ -248,7 +248,6 @@ class KlarnaClient:
             session = self._ready_session()  # raises the error that says what is wrong
         # Percent-encoded already (path_param): yarl need not parse and quote it again.
         url = URL(self.base_url + endpoint.path(param), encoded=True)
-        method = endpoint.method
         headers = self._request_headers
         if idempotency_key is not None:
             headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
@@ -259,20 +258,20 @@ class KlarnaClient:
         # The first attempt runs here, without the retry machinery: a call that succeeds at
         # once (nearly all of them) pays for none of it. Anything else is handed over to the
         # retrier with its outcome.
-        budget = retrier.budget
-        if budget is not None:
-            budget.record_call()
-        started = retrier.clock()
+        started = retrier.begin()
         try:
-            if limiter is not None:
-                await limiter.acquire()
-            if debug:
-                logger.debug("%s %s", endpoint.describe(param), method)
-            timeout = policy.attempt_timeout
-            if policy.deadline < timeout:
-                timeout = policy.deadline
-            raw = await send(session, method, url, headers, body, timeout)
-            result = _outcome(raw, model, limiter)
+            result: T | None = await _attempt(
+                session,
+                endpoint,
+                param,
+                url,
+                headers,
+                body,
+                model,
+                limiter,
+                debug,
+                min(policy.attempt_timeout, policy.deadline),
+            )
         except KlarnaError as error:
             first = (started, started, error)
         except asyncio.CancelledError:
@@ -342,7 +341,7 @@ async def _attempt(
     debug: bool,
     timeout: float,
 ) -> T | None:
-    """A retry: one more attempt of a call whose first attempt failed."""
+    """One HTTP attempt of a call: pace, send, and read the answer as a result or error."""
     if limiter is not None:
         await limiter.acquire()
     if debug:
@@ -393,8 +392,6 @@ class Endpoint:
     def path(self, param: str | None) -> str:
         if self.what is None:
             return self._prefix
-        if param.__class__ is str and _UNRESERVED.fullmatch(param):
-            return self._prefix + param + self._suffix
         return self._prefix + path_param(param, self.what) + self._suffix
 
     def describe(self, param: str | None) -> str:

@@ -152,14 +152,14 @@ class RetryBudget:
         self.ratio = ratio
         self.min_per_second = min_per_second
         self.window = window
-        self._clock = clock
+        self.clock = clock
         self._slots = int(window)
         # One bucket a second: [second, calls, retries]; counting is O(1) on the hot path.
         self._buckets = [[-1, 0, 0] for _ in range(self._slots)]
         self.denied = 0
 
     def _bucket(self) -> list[int]:
-        second = int(self._clock())
+        second = int(self.clock())
         bucket = self._buckets[second % self._slots]
         if bucket[0] != second:
             bucket[0], bucket[1], bucket[2] = second, 0, 0
@@ -167,7 +167,7 @@ class RetryBudget:
 
     def record_call(self) -> None:
         # _bucket() inlined: every call of the client passes here.
-        second = int(self._clock())
+        second = int(self.clock())
         bucket = self._buckets[second % self._slots]
         if bucket[0] != second:
             bucket[0], bucket[1], bucket[2] = second, 1, 0
@@ -253,7 +253,7 @@ class Retrier:
         self.budget = budget
         self.on_attempt = on_attempt
         self._sleep = sleep
-        self.clock = self._clock = clock
+        self.clock = clock
 
     async def run(
         self,
@@ -273,7 +273,7 @@ class Retrier:
         attempt the caller already made (see :meth:`begin`): when the call started, when that
         attempt began, and its error.
         """
-        clock = self._clock
+        clock = self.clock
         if first is None:
             start = self.begin()
             pending: tuple[float, KlarnaError] | None = None
@@ -412,7 +412,7 @@ class Retrier:
         """Count a new call against the budget; its start on the retry clock."""
         if self.budget is not None:
             self.budget.record_call()
-        return self._clock()
+        return self.clock()
 
     def _emit(
         self,
