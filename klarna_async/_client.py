@@ -259,19 +259,17 @@ class KlarnaClient:
         # once (nearly all of them) pays for none of it. Anything else is handed over to the
         # retrier with its outcome.
         started = retrier.begin()
+        timeout = min(policy.attempt_timeout, policy.deadline)
         try:
-            result: T | None = await _attempt(
-                session,
-                endpoint,
-                param,
-                url,
-                headers,
-                body,
-                model,
-                limiter,
-                debug,
-                min(policy.attempt_timeout, policy.deadline),
-            )
+            if limiter is None and not debug:
+                # Nothing to pace or log: send from here, one coroutine frame fewer.
+                result: T | None = _outcome(
+                    await send(session, endpoint.method, url, headers, body, timeout), model, None
+                )
+            else:
+                result = await _attempt(
+                    session, endpoint, param, url, headers, body, model, limiter, debug, timeout
+                )
         except KlarnaError as error:
             first = (started, started, error)
         except asyncio.CancelledError:
@@ -352,12 +350,12 @@ async def _attempt(
 
 def _outcome(raw: RawResponse, model: type[T] | None, limiter: RateLimiter | None) -> T | None:
     """One attempt's answer as its result (None for 202/204) or its typed error."""
+    status, headers, body = raw
     if limiter is not None:
-        limiter.observe(raw.status, raw.headers)
-    status = raw.status
+        limiter.observe(status, headers)
     if 200 <= status < 300:
-        return None if model is None else decode_success(status, raw.headers, raw.body, model)
-    raise api_error(status, raw.headers, raw.body)
+        return None if model is None else decode_success(status, headers, body, model)
+    raise api_error(status, headers, body)
 
 
 class Endpoint:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -156,23 +157,27 @@ class RetryBudget:
         self._slots = int(window)
         # One bucket a second: [second, calls, retries]; counting is O(1) on the hot path.
         self._buckets = [[-1, 0, 0] for _ in range(self._slots)]
+        # The bucket of the second the last call fell in, and when that second ends.
+        self._current = self._buckets[0]
+        self._current_end = -math.inf
         self.denied = 0
 
     def _bucket(self) -> list[int]:
-        second = int(self.clock())
-        bucket = self._buckets[second % self._slots]
-        if bucket[0] != second:
-            bucket[0], bucket[1], bucket[2] = second, 0, 0
-        return bucket
+        now = self.clock()
+        if now >= self._current_end:
+            second = int(now)
+            bucket = self._buckets[second % self._slots]
+            if bucket[0] != second:
+                bucket[0], bucket[1], bucket[2] = second, 0, 0
+            self._current, self._current_end = bucket, second + 1
+        return self._current
 
     def record_call(self) -> None:
-        # _bucket() inlined: every call of the client passes here.
-        second = int(self.clock())
-        bucket = self._buckets[second % self._slots]
-        if bucket[0] != second:
-            bucket[0], bucket[1], bucket[2] = second, 1, 0
+        # Every call of the client passes here: within the same second, one comparison.
+        if self.clock() < self._current_end:
+            self._current[1] += 1
         else:
-            bucket[1] += 1
+            self._bucket()[1] += 1
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False (and nothing taken) when it is spent."""

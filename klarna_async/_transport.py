@@ -9,9 +9,8 @@ certainly unsent; everything after that is assumed to have arrived.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TypeAlias
 
 import aiohttp
 from yarl import URL
@@ -21,16 +20,25 @@ from klarna_async._errors import ConnectError, RequestTimeoutError, TransportErr
 __all__ = ["RawResponse", "send"]
 
 
-class RawResponse(NamedTuple):
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
+#: An answer as ``(status, headers, body)``: a plain tuple, because a NamedTuple's constructor
+#: is Python code that every request would pay for.
+RawResponse: TypeAlias = tuple[int, Mapping[str, str], bytes]
 
 
-@functools.lru_cache(maxsize=256)
-def _timeout(milliseconds: int) -> aiohttp.ClientTimeout:
-    # Most attempts use the policy's own attempt timeout: one object, not one per request.
-    return aiohttp.ClientTimeout(total=milliseconds / 1000)
+_TIMEOUTS: dict[float, aiohttp.ClientTimeout] = {}
+
+
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    # Most attempts use their policy's own attempt timeout: one object each, not one per
+    # request. Retries use what is left of a deadline, a new value each time, so the cache is
+    # emptied when it fills (the policies' values come straight back).
+    found = _TIMEOUTS.get(seconds)
+    if found is None:
+        if len(_TIMEOUTS) >= 64:
+            _TIMEOUTS.clear()
+        # At least a millisecond: a total of 0 would mean no timeout at all to aiohttp.
+        found = _TIMEOUTS[seconds] = aiohttp.ClientTimeout(total=max(seconds, 0.001))
+    return found
 
 
 async def send(
@@ -48,11 +56,11 @@ async def send(
             url,
             data=body,
             headers=headers,
-            timeout=_timeout(max(1, int(timeout * 1000))),
+            timeout=_timeout(timeout),
             allow_redirects=False,
         ) as response:
             payload = await response.read()
-            return RawResponse(response.status, response.headers, payload)
+            return response.status, response.headers, payload
     except aiohttp.ConnectionTimeoutError as exc:
         raise RequestTimeoutError(
             f"could not connect within {timeout:.3g} s", maybe_sent=False

@@ -3,6 +3,7 @@ errors, success bodies strictly."""
 
 from __future__ import annotations
 
+import attrs
 import orjson
 import pytest
 
@@ -32,6 +33,7 @@ from klarna_async import (
     UnauthorizedError,
     UnavailablePaymentMethodError,
 )
+from klarna_async._converter import decode
 from klarna_async._responses import api_error, decode_success
 
 
@@ -191,6 +193,28 @@ class TestSuccess:
         assert ("3eaeb557", FraudStatus.ACCEPTED) == (order.order_id, order.fraud_status)
         assert order.authorized_payment_method is not None
         assert "invoice" == order.authorized_payment_method.type
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            {"order_id": "o-1", "fraud_status": "ACCEPTED", "redirect_url": "https://x/y"},
+            {"order_id": "o-2", "fraud_status": "PENDING"},
+            {"order_id": "o-3"},
+            {"order_id": "o-4", "fraud_status": "accepted"},
+            {"order_id": "o-5", "fraud_status": "SOMETHING_NEW", "redirect_url": "https://x"},
+        ],
+    )
+    def test_plain_answers_decode_as_the_converter_does(self, answer: dict[str, str]):
+        """The plain-answer shortcut gives the Order the converter gives: equal, same repr,
+        same hash, frozen."""
+        order = decode_success(200, {}, orjson.dumps(answer), Order)
+        expected = decode(answer, Order)
+        assert expected == order
+        assert repr(expected) == repr(order)
+        assert hash(expected) == hash(order)
+        assert type(expected.fraud_status) is type(order.fraud_status)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            order.order_id = "changed"  # type: ignore[misc]
 
     @pytest.mark.parametrize(
         "body",

@@ -345,6 +345,25 @@ class TestBudget:
         time.now += 11
         assert budget.try_spend()
 
+    def test_budget_counts_calls_per_second_across_the_window(self):
+        """Calls and retries are counted in the second they happen; old seconds drop out."""
+        time = FakeTime()
+        budget = RetryBudget(ratio=0.5, min_per_second=0, window=10, clock=time.clock)
+        time.now = 100.5
+        for _ in range(10):
+            budget.record_call()
+        time.now = 101.2
+        for _ in range(4):
+            budget.record_call()
+        # 14 calls in the window allow 7 retries.
+        assert [True] * 7 + [False] == [budget.try_spend() for _ in range(8)]
+        time.now = 110.7  # second 100 has left the window; 101 (4 calls, 7 retries) has not
+        assert not budget.try_spend()
+        time.now = 111.5  # second 111 reuses 101's slot, which must start empty
+        budget.record_call()
+        budget.record_call()
+        assert [True, False] == [budget.try_spend() for _ in range(2)]
+
     def test_budget_rejects_bad_settings(self):
         """Negative ratios or sub-second windows are refused."""
         with pytest.raises(ValueError, match="ratio"):
