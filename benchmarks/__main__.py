@@ -29,7 +29,7 @@ DEFAULT = ("cpu", "sweep", "memory", "soak", "micro")
 
 #: (full, quick) arguments of each suite's run().
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "cpu": ({"charges": 20_000, "rounds": 5}, {"charges": 2_000, "rounds": 3}),
+    "cpu": ({"charges": 2_500, "rounds": 40}, {"charges": 1_000, "rounds": 6}),
     "sweep": ({"charges": 10_000}, {"charges": 1_000}),
     "memory": ({"sizes": (10_000, 200_000)}, {"sizes": (1_000, 5_000)}),
     "soak": ({"charges": 20_000}, {"charges": 1_000}),

@@ -99,7 +99,7 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
         timeout: float,
     ) -> RawResponse:
         async with session.post(url, data=data, headers=headers) as response:
-            return RawResponse(response.status, response.headers, await response.read())
+            return response.status, response.headers, await response.read()
 
     stand_ins = {"path_param": lambda value, what: value, "mask_token": lambda token: "****"}
 
@@ -161,7 +161,7 @@ async def ablate(url: str, *, charges: int, rounds: int, concurrency: int) -> di
                 _, body = prepare(prebuilt, TokenOrderRequest)
                 headers = {**client_headers, "Klarna-Idempotency-Key": f"{_KEY_PREFIX}{i:012d}"}
                 answer = await send(client_session, "POST", full_url, headers, body, 15.0)
-                decode_success(answer.status, answer.headers, answer.body, Order)
+                decode_success(*answer, Order)
 
             ablations = _ablations(client, to_json(prebuilt))
             arms: list[tuple[str, Charge, Patch]] = [
