@@ -113,6 +113,15 @@ class KlarnaClient:
         self.region = Region(region)
         self.environment = Environment(environment)
         self.base_url = (base_url or base_url_for(self.region, self.environment)).rstrip("/")
+        # Each call's URL is this one with its path swapped in: yarl then neither parses nor
+        # quotes it again (every customer token makes a new URL string, so yarl's own cache of
+        # parsed strings misses; parsing costs three times as much).
+        self._base = URL(self.base_url)
+        if not self._base.absolute or self._base.query_string or self._base.fragment:
+            raise ValueError(
+                f"base_url must be an absolute URL without query or fragment: {base_url!r}"
+            )
+        self._base_path = self._base.raw_path.rstrip("/")
         if connection_limit < 1:
             raise ValueError("connection_limit must be >= 1")
         self.connection_limit = connection_limit
@@ -246,8 +255,8 @@ class KlarnaClient:
             or (asyncio.get_running_loop() is not self._loop)
         ):
             session = self._ready_session()  # raises the error that says what is wrong
-        # Percent-encoded already (path_param): yarl need not parse and quote it again.
-        url = URL(self.base_url + endpoint.path(param), encoded=True)
+        # Percent-encoded already (path_param): yarl need not quote it again.
+        url = self._base.with_path(self._base_path + endpoint.path(param), encoded=True)
         headers = self._request_headers
         if idempotency_key is not None:
             headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}

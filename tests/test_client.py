@@ -270,6 +270,24 @@ class TestHeaders:
             == KlarnaClient(username="u", password="p", base_url="http://127.0.0.1:9/").base_url
         )
 
+    async def test_base_url_with_a_path_keeps_it(self, mocked: Any):
+        """A base_url behind a path prefix (a proxy, say) keeps the prefix on every call."""
+        mocked.get(
+            "http://proxy.test/klarna/customer-token/v1/tokens/t-1",
+            payload={"status": "ACTIVE", "payment_method_type": "CARD"},
+        )
+        async with KlarnaClient(
+            username="u", password="p", base_url="http://proxy.test/klarna/", retry=FAST
+        ) as c:
+            token = await c.customer_tokens.get("t-1")
+        assert "ACTIVE" == token.status
+
+    @pytest.mark.parametrize("base_url", ["/no/host", "http://h.test/?q=1", "http://h.test/#f"])
+    def test_base_url_must_be_absolute_without_query(self, base_url: str):
+        """A base_url that cannot prefix a path is refused when the client is made."""
+        with pytest.raises(ValueError, match="base_url"):
+            KlarnaClient(username="u", password="p", base_url=base_url)
+
     def test_bad_configuration(self):
         """Unknown regions, empty credentials and an empty pool are refused at once."""
         with pytest.raises(ValueError, match="mars"):
