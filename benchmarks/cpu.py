@@ -2,11 +2,13 @@
 
 Both sides send the same bytes to the same peer (:mod:`benchmarks.peer`, another process) over a
 pool of the same size, from the same number of worker tasks, each charge with a fresh
-``Klarna-Idempotency-Key``. Four arms:
+``Klarna-Idempotency-Key`` and for its own customer token, as in a batch where every
+subscription has one (so no side's URL comes out of yarl's cache of parsed strings). Four arms:
 
 * ``raw``: what a hand-written loop does for each charge: build the body as a dict (its own
   ``merchant_reference1``), ``orjson.dumps`` it, add the key to headers built once,
-  ``session.post(url, data=..., headers=...)``, read the answer and ``orjson.loads`` it;
+  ``session.post(url, data=..., headers=...)`` with the URL made as the client makes it
+  (the token's path swapped into a parsed base URL), read the answer and ``orjson.loads`` it;
 * ``full``: the same charge through the library: build the ``TokenOrderRequest``, then
   ``client.customer_tokens.create_order(token, request, idempotency_key=k)`` (validation, the
   converter, the retry layer, aiohttp, decoding the answer into an ``Order``);
@@ -33,14 +35,16 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
-from benchmarks._common import PASSWORD, TOKEN, USERNAME, median, peer
+from benchmarks._common import PASSWORD, USERNAME, median, peer
 from klarna_async import KlarnaClient, RetryPolicy
 from klarna_async._converter import to_dict, to_json
 from tests.samples import token_order
 
 ARMS = ("raw", "full", "raw_fixed_body", "full_prebuilt")
 _KEY_PREFIX = "7c1f0e2a-4b3d-4e59-9a61-"  # + 12 digits: a key as long as a UUID
+_TOKEN_PREFIX = "0b1d9815-165e-42e2-8867-"  # + 12 digits: each charge its own customer token
 
 # What tests.samples.token_order() holds, as the dict a hand-written loop would build.
 _SUBSCRIPTION = {"name": "Premium Monthly", "interval": "MONTH", "interval_count": 1}
@@ -102,7 +106,6 @@ async def measure(
     url: str, *, charges: int, rounds: int, concurrency: int, warmup: int
 ) -> dict[str, Any]:
     """Alternate the arms for ``rounds`` rounds of ``charges`` charges each."""
-    path = f"/customer-token/v1/tokens/{TOKEN}/order"
     prebuilt = token_order()
     # The two ways of building a charge's body must give the same bytes.
     if orjson.dumps(raw_body(999, "ref-1")) != to_json(token_order(999, "ref-1")):
@@ -118,7 +121,10 @@ async def measure(
         # The raw loop sends exactly what the client sends: its body bytes and its headers.
         fixed_body = to_dict(prebuilt)
         base_headers = dict(client._headers)
-        raw_url = url + path
+        # Hand-tuned as the client is: the path swapped into a parsed base URL, which yarl
+        # takes as it is. A str URL would be parsed and quoted for every new token: about
+        # 2.8 µs a charge on this machine, against 0.6 µs.
+        base = URL(url)
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
         async with aiohttp.ClientSession(
             connector=connector, skip_auto_headers=("User-Agent", "Content-Type")
@@ -128,7 +134,9 @@ async def measure(
             async def raw(i: int) -> None:
                 headers = {**base_headers, "Klarna-Idempotency-Key": f"{_KEY_PREFIX}{i:012d}"}
                 body = orjson.dumps(raw_body(999, f"sub-{i:08d}"))
-                async with session.post(raw_url, data=body, headers=headers) as response:
+                path = f"/customer-token/v1/tokens/{_TOKEN_PREFIX}{i:012d}/order"
+                order_url = base.with_path(path, encoded=True)
+                async with session.post(order_url, data=body, headers=headers) as response:
                     order = orjson.loads(await response.read())
                 if response.status != 200 or "order_id" not in order:
                     raise RuntimeError(f"raw charge failed: HTTP {response.status}")
@@ -136,7 +144,9 @@ async def measure(
             async def raw_fixed_body(i: int) -> None:
                 headers = {**base_headers, "Klarna-Idempotency-Key": f"{_KEY_PREFIX}{i:012d}"}
                 body = orjson.dumps(fixed_body)
-                async with session.post(raw_url, data=body, headers=headers) as response:
+                path = f"/customer-token/v1/tokens/{_TOKEN_PREFIX}{i:012d}/order"
+                order_url = base.with_path(path, encoded=True)
+                async with session.post(order_url, data=body, headers=headers) as response:
                     order = orjson.loads(await response.read())
                 if response.status != 200 or "order_id" not in order:
                     raise RuntimeError(f"raw charge failed: HTTP {response.status}")
@@ -145,10 +155,12 @@ async def measure(
 
             async def full(i: int) -> None:
                 request = token_order(999, f"sub-{i:08d}")
-                await create_order(TOKEN, request, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
+                token = f"{_TOKEN_PREFIX}{i:012d}"
+                await create_order(token, request, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
 
             async def full_prebuilt(i: int) -> None:
-                await create_order(TOKEN, prebuilt, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
+                token = f"{_TOKEN_PREFIX}{i:012d}"
+                await create_order(token, prebuilt, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
 
             fns: dict[str, Charge] = {
                 "raw": raw,
