@@ -52,7 +52,7 @@ ARMS: dict[str, str] = {
     "raw": "hand-tuned raw aiohttp loop (the floor)",
     "full": "create_order(token, prebuilt request, idempotency_key=k)",
     "flat": "one coroutine calling the same library functions: prepare(), send(), "
-    "decode_success(); no create_order/_charge/_request/Retrier layering",
+    "decode_success(); no create_order/_request layering",
     "no_prepare": "full, with prepare() (validation and JSON) returning the prebuilt body",
     "no_decode": "full, with decode_success() = orjson.loads + a prebuilt Order",
     "lean_send": "full, with send() as the raw loop: session.post, no per-call ClientTimeout",

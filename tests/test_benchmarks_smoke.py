@@ -70,7 +70,7 @@ def test_cpu() -> None:
         assert _finite_positive(result["median"][arm]["cpu_us"])
         assert _finite_positive(result["median"][arm]["charges_per_s"])
     assert _finite_positive(result["ratio"])
-    assert _finite_positive(result["ratio_paired"])
+    assert _finite_positive(result["ratio_of_medians"])
     assert "ratio" in cpu.summary(result)
     _RESULTS["cpu"] = _section(result)
 
