@@ -16,6 +16,7 @@ import orjson
 from klarna_async._converter import DecodeProblems, decode, loads
 from klarna_async._errors import ApiError, ProxyError, ResponseDecodeError, error_class_for
 from klarna_async._models import FraudStatus, Order
+from klarna_async._models.enums import as_fraud_status
 
 __all__ = ["api_error", "decode_success"]
 
@@ -83,14 +84,18 @@ _FRAUD_STATUSES = {member.value: member for member in FraudStatus}
 
 # The plain answer's Order is made without Order.__init__, whose keyword parsing and converter
 # cost twice what the rest of decoding does: a new instance and its four slots set directly.
-# That is only right while these are all of Order's fields and none has a validator or
-# converter the checks in _plain_order do not stand in for; so fail at import if they change.
-if tuple(field.name for field in attrs.fields(Order)) != (
-    "order_id",
-    "fraud_status",
-    "redirect_url",
-    "authorized_payment_method",
-) or any(field.validator for field in attrs.fields(Order)):  # pragma: no cover - a guard
+# That is only right while these are all of Order's fields, with no validator and no converter
+# but fraud_status's (which _plain_order stands in for); so fail at import if they change.
+_ORDER_FIELDS: dict[str, object] = {
+    "order_id": None,
+    "fraud_status": as_fraud_status,
+    "redirect_url": None,
+    "authorized_payment_method": None,
+}
+_converters: dict[str, object] = {field.name: field.converter for field in attrs.fields(Order)}
+if _converters != _ORDER_FIELDS or any(
+    field.validator for field in attrs.fields(Order)
+):  # pragma: no cover - a guard
     raise RuntimeError("Order's fields changed: update _plain_order")
 _new_instance = object.__new__
 _set_order_id = Order.__dict__["order_id"].__set__
