@@ -18,6 +18,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
+
+from klarna_async import KlarnaClient, RetryPolicy
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -26,6 +30,29 @@ USERNAME = "test_user"
 PASSWORD = "test_password"
 #: The recurring-order path of one customer token (the peer answers any path the same).
 TOKEN = "ctok-bench-2f6c1e0a9b8d4c7e"
+
+
+def bench_client(url: str, concurrency: int, retry: RetryPolicy | None = None) -> KlarnaClient:
+    """The client every suite measures: a pool of ``concurrency`` connections to ``url``, no
+    client-side pacing (the servers here are local and have no rate limit)."""
+    return KlarnaClient(
+        username=USERNAME,
+        password=PASSWORD,
+        base_url=url,
+        connection_limit=concurrency,
+        rate_limit=None,
+        retry=retry,
+    )
+
+
+def raw_session(concurrency: int) -> aiohttp.ClientSession:
+    """The raw loops' session: a pool as large as the client's; the headers they send come
+    from the client's own, so aiohttp must add none of these."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency),
+        skip_auto_headers=("User-Agent", "Content-Type"),
+    )
+
 
 _PEER_READY = re.compile(r"peer ready at (http://\S+)")
 _SANDBOX_READY = re.compile(r"fake Klarna ready at (http://\S+)")

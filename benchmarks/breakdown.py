@@ -32,7 +32,7 @@ from yarl import URL
 
 import klarna_async._client as client_module
 import klarna_async._resources.customer_tokens as tokens_module
-from benchmarks._common import OUT_DIR, PASSWORD, TOKEN, USERNAME, median, peer
+from benchmarks._common import OUT_DIR, TOKEN, bench_client, median, peer, raw_session
 from benchmarks.cpu import _KEY_PREFIX, _run_workers
 from benchmarks.peer import ORDER
 from klarna_async import KlarnaClient
@@ -125,20 +125,11 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
 async def ablate(url: str, *, charges: int, rounds: int, concurrency: int) -> dict[str, Any]:
     prebuilt = token_order()
     path = f"/customer-token/v1/tokens/{TOKEN}/order"
-    async with KlarnaClient(
-        username=USERNAME,
-        password=PASSWORD,
-        base_url=url,
-        connection_limit=concurrency,
-        rate_limit=None,
-    ) as client:
+    async with bench_client(url, concurrency) as client:
         body_dict = to_dict(prebuilt)
         base_headers = dict(client._headers)
         raw_url = url + path
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-        async with aiohttp.ClientSession(
-            connector=connector, skip_auto_headers=("User-Agent", "Content-Type")
-        ) as session:
+        async with raw_session(concurrency) as session:
 
             async def raw(i: int) -> None:
                 headers = {**base_headers, "Klarna-Idempotency-Key": f"{_KEY_PREFIX}{i:012d}"}
@@ -215,13 +206,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 async def profile(url: str, *, charges: int, concurrency: int) -> pstats.Stats:
-    async with KlarnaClient(
-        username=USERNAME,
-        password=PASSWORD,
-        base_url=url,
-        connection_limit=concurrency,
-        rate_limit=None,
-    ) as client:
+    async with bench_client(url, concurrency) as client:
         create_order = client.customer_tokens.create_order
 
         async def full(i: int) -> None:

@@ -39,8 +39,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from benchmarks._common import PASSWORD, USERNAME, median, peer
-from klarna_async import KlarnaClient, RetryPolicy
+from benchmarks._common import bench_client, median, peer, raw_session
 from klarna_async._converter import to_dict, to_json
 from tests.samples import token_order
 
@@ -112,14 +111,7 @@ async def measure(
     # The two ways of building a charge's body must give the same bytes.
     if orjson.dumps(raw_body(999, "ref-1")) != to_json(token_order(999, "ref-1")):
         raise RuntimeError("raw_body() no longer matches tests.samples.token_order()")
-    async with KlarnaClient(
-        username=USERNAME,
-        password=PASSWORD,
-        base_url=url,
-        connection_limit=concurrency,
-        rate_limit=None,
-        retry=RetryPolicy(),
-    ) as client:
+    async with bench_client(url, concurrency) as client:
         # The raw loop sends exactly what the client sends: its body bytes and its headers.
         fixed_body = to_dict(prebuilt)
         base_headers = dict(client._headers)
@@ -127,10 +119,7 @@ async def measure(
         # takes as it is. A str URL would be parsed and quoted for every new token: about
         # 2.8 µs a charge on this machine, against 0.6 µs.
         base = URL(url)
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-        async with aiohttp.ClientSession(
-            connector=connector, skip_auto_headers=("User-Agent", "Content-Type")
-        ) as session:
+        async with raw_session(concurrency) as session:
             # Written out twice, not shared through a helper: a helper would add a coroutine
             # frame to each raw charge that a hand-tuned loop does not have.
             async def raw(i: int) -> None:

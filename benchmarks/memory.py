@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from benchmarks._common import PASSWORD, ROOT, TOKEN, USERNAME, child_env, peer
-from klarna_async import Charge, KlarnaClient
+from benchmarks._common import ROOT, TOKEN, bench_client, child_env, peer
+from klarna_async import Charge
 from tests.samples import token_order
 
 SIZES = (10_000, 200_000)
@@ -49,13 +49,7 @@ def _rss_high_water() -> int:
 
 
 async def _batch(url: str, charges: int, concurrency: int, warmup: int) -> dict[str, Any]:
-    async with KlarnaClient(
-        username=USERNAME,
-        password=PASSWORD,
-        base_url=url,
-        connection_limit=concurrency,
-        rate_limit=None,
-    ) as client:
+    async with bench_client(url, concurrency) as client:
         charge_many = client.customer_tokens.charge_many
         async for _ in charge_many(_charges(warmup, "warm"), concurrency=concurrency):
             pass

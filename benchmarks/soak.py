@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from benchmarks._common import PASSWORD, USERNAME, sandbox
+from benchmarks._common import bench_client, sandbox
 from klarna_async import Charge, ChargeStatus, KlarnaClient, KlarnaError, RetryPolicy
 from klarna_async._retry import classify
 from tests.samples import token_order
@@ -114,14 +114,7 @@ async def _batch(
 ) -> dict[str, Any]:
     outcomes: dict[str, _Outcome] = {}
     passes: list[dict[str, Any]] = []
-    async with KlarnaClient(
-        username=USERNAME,
-        password=PASSWORD,
-        base_url=url,
-        connection_limit=concurrency,
-        rate_limit=None,
-        retry=policy,
-    ) as client:
+    async with bench_client(url, concurrency, policy) as client:
         started = time.perf_counter()
         passes.append(await _pass(client, _charges(charges, tag), concurrency, outcomes))
         for _ in range(max_passes - 1):

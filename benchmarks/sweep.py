@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from benchmarks._common import PASSWORD, TOKEN, USERNAME, peer, percentile
-from klarna_async import Charge, KlarnaClient
+from benchmarks._common import TOKEN, bench_client, peer, percentile
+from klarna_async import Charge
 from tests.samples import token_order
 
 LEVELS = (1, 16, 64, 256)
@@ -33,13 +33,7 @@ def _charges(start: int, count: int, tag: str) -> Iterator[Charge]:
 
 
 async def _level(url: str, concurrency: int, charges: int, warmup: int) -> dict[str, Any]:
-    async with KlarnaClient(
-        username=USERNAME,
-        password=PASSWORD,
-        base_url=url,
-        connection_limit=concurrency,
-        rate_limit=None,
-    ) as client:
+    async with bench_client(url, concurrency) as client:
         charge_many = client.customer_tokens.charge_many
         async for result in charge_many(_charges(0, warmup, "w"), concurrency=concurrency):
             if not result.ok:

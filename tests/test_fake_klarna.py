@@ -953,14 +953,16 @@ async def test_control_endpoints(api: Api, fake_klarna: FakeKlarna) -> None:
     )
     token_id = created["token_id"]
     assert fake_klarna.ledger.token(token_id).purchase_currency == "SEK"
-    status, _ = await control(
+    status, answer = await control(
         "POST", f"/_fake/customer-tokens/{token_id}/status", {"status": "SUSPENDED"}
     )
     assert status == 200
+    assert answer == {"token_id": token_id, "status": "SUSPENDED"}
     assert fake_klarna.state.tokens[token_id].status == "SUSPENDED"
-    status, _ = await control(
+    status, answer = await control(
         "POST", f"/_fake/customer-tokens/{token_id}/outcome", {"outcome": "failed"}
     )
+    assert (status, answer) == (200, {"token_id": token_id, "outcome": "failed"})
     assert fake_klarna.state.tokens[token_id].outcome == "failed"
     assert (await control("POST", "/_fake/customer-tokens/nope/outcome", {"outcome": "ok"}))[
         0

@@ -625,26 +625,24 @@ class FakeKlarna:
         return _json({"token_id": token_id})
 
     async def _control_token_status(self, request: web.Request) -> web.Response:
-        body = await _control_body(request)
-        token_id = request.match_info["token"]
-        try:
-            self.set_token_status(token_id, str(body.get("status")))
-        except KeyError as missing:
-            return _json({"error": str(missing.args[0])}, 404)
-        except ValueError as bad:
-            return _json({"error": str(bad)}, 400)
-        return _json({"token_id": token_id, "status": self.state.tokens[token_id].status})
+        return await self._control_token(request, "status", self.set_token_status)
 
     async def _control_token_outcome(self, request: web.Request) -> web.Response:
+        return await self._control_token(request, "outcome", self.set_payment_method_outcome)
+
+    async def _control_token(
+        self, request: web.Request, field: str, setter: Callable[[str, str], None]
+    ) -> web.Response:
+        """Set one field of a token from the body's ``field``; answer the token's new value."""
         body = await _control_body(request)
         token_id = request.match_info["token"]
         try:
-            self.set_payment_method_outcome(token_id, str(body.get("outcome")))
+            setter(token_id, str(body.get(field)))
         except KeyError as missing:
             return _json({"error": str(missing.args[0])}, 404)
         except ValueError as bad:
             return _json({"error": str(bad)}, 400)
-        return _json({"token_id": token_id, "outcome": self.state.tokens[token_id].outcome})
+        return _json({"token_id": token_id, field: getattr(self.state.tokens[token_id], field)})
 
     async def _control_clock(self, request: web.Request) -> web.Response:
         body = await _control_body(request)
