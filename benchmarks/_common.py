@@ -77,6 +77,27 @@ class Child:
     ready_line: str
 
 
+def run_python(args: Sequence[str], *, timeout: float, what: str) -> bytes:
+    """``python args...`` in a child with :func:`child_env`; its stdout, or a RuntimeError that
+    ends with the end of its output. subprocess.run kills and reaps it when the timeout
+    expires."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, *args],
+        capture_output=True,
+        timeout=timeout,
+        env=child_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{what} failed ({done.returncode}):\n"
+            f"{done.stdout.decode(errors='replace')[-3000:]}"
+            f"{done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    return done.stdout
+
+
 def stop_process(process: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
     """SIGTERM, a bounded wait, then SIGKILL and another bounded wait."""
     if process.poll() is None:

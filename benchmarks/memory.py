@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import gc
 import resource
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -24,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks._common import ROOT, TOKEN, bench_client, child_env, peer
+from benchmarks._common import TOKEN, bench_client, peer, run_python
 from klarna_async import Charge
 from tests.samples import token_order
 
@@ -98,7 +97,6 @@ def measure_in_child(
 ) -> dict[str, Any]:
     """One batch in a fresh interpreter; killed after ``timeout`` seconds."""
     command = [
-        sys.executable,
         "-m",
         "benchmarks.memory",
         "--child",
@@ -111,21 +109,8 @@ def measure_in_child(
         "--warmup",
         str(warmup),
     ]
-    # subprocess.run kills and reaps the child when the timeout expires.
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        command,
-        capture_output=True,
-        timeout=timeout,
-        env=child_env(),
-        cwd=ROOT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"memory child for {charges} charges failed ({done.returncode}): "
-            f"{done.stderr.decode(errors='replace')[-2000:]}"
-        )
-    result: dict[str, Any] = orjson.loads(done.stdout.splitlines()[-1])
+    stdout = run_python(command, timeout=timeout, what=f"memory child for {charges} charges")
+    result: dict[str, Any] = orjson.loads(stdout.splitlines()[-1])
     return result
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from benchmarks._common import BENCH_DIR, ROOT, child_env
+from benchmarks._common import BENCH_DIR, run_python
 
 
 def run(*, quick: bool = False, timeout: float = 600) -> dict[str, Any]:
@@ -18,7 +16,6 @@ def run(*, quick: bool = False, timeout: float = 600) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         json_path = Path(tmp) / "micro.json"
         command = [
-            sys.executable,
             "-m",
             "pytest",
             str(BENCH_DIR / "test_micro.py"),
@@ -30,21 +27,7 @@ def run(*, quick: bool = False, timeout: float = 600) -> dict[str, Any]:
         ]
         if quick:
             command += ["--benchmark-max-time=0.05", "--benchmark-min-rounds=3"]
-        # subprocess.run kills and reaps pytest when the timeout expires.
-        done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            command,
-            capture_output=True,
-            timeout=timeout,
-            env=child_env(),
-            cwd=ROOT,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"micro-benchmarks failed ({done.returncode}):\n"
-                f"{done.stdout.decode(errors='replace')[-3000:]}"
-                f"{done.stderr.decode(errors='replace')[-2000:]}"
-            )
+        run_python(command, timeout=timeout, what="micro-benchmarks")
         data = orjson.loads(json_path.read_bytes())
     rows = []
     for bench in data["benchmarks"]:

@@ -350,10 +350,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
     if "cpu" in results:
         r = results["cpu"]["result"]
         names = list(r["median"])
-        labels = {"raw_fixed_body": "raw,\none body", "full_prebuilt": "full,\none request"}
+        short_names = {"raw_fixed_body": "raw,\none body", "full_prebuilt": "full,\none request"}
         medians = [r["median"][n]["cpu_us"] for n in names]
         a_cpu.bar(
-            [labels.get(n, n) for n in names],
+            [short_names.get(n, n) for n in names],
             medians,
             color=["#888888", "#ff9a00", "#bbbbbb", "#ffc266"][: len(names)],
         )
