@@ -34,6 +34,7 @@ from klarna_async._retry import (
     RetryBudget,
     RetryPolicy,
     Safety,
+    log_cancelled,
     mask_token,
 )
 from klarna_async._transport import RawResponse, send
@@ -282,27 +283,20 @@ class KlarnaClient:
         except KlarnaError as error:
             first = (started, started, error)
         except asyncio.CancelledError:
-            if endpoint.safety is not Safety.READ:
-                logger.warning(
-                    "%s cancelled during attempt 1; Klarna may have acted (idempotency_key=%s)",
-                    endpoint.describe(param),
-                    idempotency_key,
-                )
+            log_cancelled(endpoint.describe(param), 1, endpoint.safety, idempotency_key)
             raise
         else:
             if retrier.on_attempt is not None:
-                retrier.on_attempt(
-                    AttemptEvent(
-                        endpoint.operation,
-                        1,
-                        policy.max_attempts,
-                        "ok",
-                        None,
-                        retrier.clock() - started,
-                        None,
-                        idempotency_key,
-                        None,
-                    )
+                retrier.emit(
+                    endpoint.operation,
+                    1,
+                    policy,
+                    "ok",
+                    None,
+                    retrier.clock() - started,
+                    None,
+                    idempotency_key,
+                    None,
                 )
             return result, 1
 

@@ -60,6 +60,7 @@ __all__ = [
     "RetryPolicy",
     "Safety",
     "classify",
+    "log_cancelled",
     "mask_token",
 ]
 
@@ -212,6 +213,17 @@ class AttemptEvent:
     correlation_id: str | None
 
 
+def log_cancelled(target: str, number: int, safety: Safety, idempotency_key: str | None) -> None:
+    """A call cancelled during an attempt: for anything but a read, Klarna may have acted."""
+    if safety is not Safety.READ and logger.isEnabledFor(logging.WARNING):
+        logger.warning(
+            "%s cancelled during attempt %d; Klarna may have acted (idempotency_key=%s)",
+            target,
+            number,
+            idempotency_key,
+        )
+
+
 def mask_token(token: str) -> str:
     """A token as logs may show it: enough to tell two apart, never enough to use one."""
     return "****" + token[-4:] if len(token) > 8 else "****"
@@ -304,18 +316,11 @@ class Retrier:
             except KlarnaError as error:
                 last = error
             except asyncio.CancelledError:
-                if safety is not Safety.READ and logger.isEnabledFor(logging.WARNING):
-                    logger.warning(
-                        "%s cancelled during attempt %d; Klarna may have acted "
-                        "(idempotency_key=%s)",
-                        target,
-                        number,
-                        idempotency_key,
-                    )
+                log_cancelled(target, number, safety, idempotency_key)
                 raise
             else:
                 if self.on_attempt is not None:
-                    self._emit(
+                    self.emit(
                         operation,
                         number,
                         policy,
@@ -388,7 +393,7 @@ class Retrier:
                 raise self._stamp(last, operation, idempotency_key, number)
 
             if self.on_attempt is not None:
-                self._emit(
+                self.emit(
                     operation,
                     number,
                     policy,
@@ -419,7 +424,7 @@ class Retrier:
             self.budget.record_call()
         return self.clock()
 
-    def _emit(
+    def emit(
         self,
         operation: str,
         number: int,
@@ -456,7 +461,7 @@ class Retrier:
         key: str | None,
     ) -> None:
         if self.on_attempt is not None:
-            self._emit(
+            self.emit(
                 operation,
                 number,
                 policy,
