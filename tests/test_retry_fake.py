@@ -202,6 +202,34 @@ class TestDeadlineAndBudget:
         assert took < 1.5
         assert fake.ledger.request_counts[CT_ORDER] <= 4
 
+    async def test_cancelled_first_attempt_is_logged_with_the_key(
+        self, fake: FakeKlarna, caplog: pytest.LogCaptureFixture
+    ):
+        """A charge cancelled during its first attempt says Klarna may have acted, with its
+        key and the token masked."""
+        token = fake.add_customer_token()
+        fake.faults.set_rates(CT_ORDER, latency=1.0, latency_seconds=5.0)
+        async with client_for(fake, retry=RetryPolicy(attempt_timeout=10)) as client:
+            task = asyncio.create_task(
+                client.customer_tokens.create_order(
+                    token, samples.token_order(), idempotency_key="cancel-key-1"
+                )
+            )
+            for _ in range(500):  # the request has reached the fake, which holds it 5 s
+                if fake.ledger.request_counts[CT_ORDER]:
+                    break
+                await asyncio.sleep(0.01)
+            assert fake.ledger.request_counts[CT_ORDER] == 1
+            with caplog.at_level(logging.WARNING, logger="klarna_async"):
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        (line,) = [r.getMessage() for r in caplog.records if "cancelled" in r.getMessage()]
+        assert "attempt 1; Klarna may have acted" in line
+        assert "cancel-key-1" in line
+        assert token not in line
+        assert "****" + token[-4:] in line
+
     async def test_budget_caps_attempts_under_total_outage(self, fake: FakeKlarna):
         """Every request answers 503: 300 charges cost at most 300 + 10 % + the floor."""
         tokens = [fake.add_customer_token() for _ in range(10)]
