@@ -26,7 +26,7 @@ from klarna_async._config import (
     user_agent,
 )
 from klarna_async._errors import KlarnaError
-from klarna_async._ratelimit import RateLimiter
+from klarna_async._ratelimit import Pacer, RateLimiter
 from klarna_async._responses import api_error, decode_success
 from klarna_async._retry import (
     AttemptEvent,
@@ -85,7 +85,8 @@ class KlarnaClient:
         rate_limit: requests per second the client sends at most, paced client-side. By default
             90 % of Klarna's documented limit for order operations in that environment (180/s
             in production, 45/s in playground) against Klarna, none against a ``base_url``.
-            ``None`` turns pacing off.
+            ``None`` turns pacing off. Any :class:`Pacer` (e.g. one shared by several processes
+            through Redis) instead of a number paces with it.
         check_amounts: check the amount arithmetic (line totals, order sums) before sending.
         on_attempt: called after every HTTP attempt with an :class:`AttemptEvent` (metrics).
         user_agent_extra: appended to the User-Agent, e.g. ``"Platform/my-shop_2.1"``.
@@ -105,7 +106,7 @@ class KlarnaClient:
         timeout: float | None = None,
         deadline: float | None = None,
         retry_budget: RetryBudget | _Default | None = DEFAULT,
-        rate_limit: float | _Default | None = DEFAULT,
+        rate_limit: float | Pacer | _Default | None = DEFAULT,
         check_amounts: bool = True,
         on_attempt: Callable[[AttemptEvent], None] | None = None,
         user_agent_extra: str | None = None,
@@ -137,7 +138,11 @@ class KlarnaClient:
             rate_limit = (
                 None if base_url else DOCUMENTED_RATE_LIMITS[self.environment] * DEFAULT_RATE_SHARE
             )
-        self.rate_limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        self.rate_limiter: Pacer | None
+        if rate_limit is None or isinstance(rate_limit, Pacer):
+            self.rate_limiter = rate_limit
+        else:
+            self.rate_limiter = RateLimiter(rate_limit)
         self.check_amounts = check_amounts
         self._retrier = Retrier(self.retry_budget, on_attempt)
         # Built once: every request of this client sends these same headers.
@@ -338,20 +343,20 @@ async def _attempt(
     headers: Mapping[str, str],
     body: bytes | None,
     model: type[T] | None,
-    limiter: RateLimiter | None,
+    limiter: Pacer | None,
     debug: bool,
     timeout: float,
 ) -> T | None:
     """One HTTP attempt of a call: pace, send, and read the answer as a result or error."""
     if limiter is not None:
-        await limiter.acquire()
+        await limiter.acquire(timeout)
     if debug:
         logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), endpoint.method, timeout)
     raw = await send(session, endpoint.method, url, headers, body, timeout)
     return _outcome(raw, model, limiter)
 
 
-def _outcome(raw: RawResponse, model: type[T] | None, limiter: RateLimiter | None) -> T | None:
+def _outcome(raw: RawResponse, model: type[T] | None, limiter: Pacer | None) -> T | None:
     """One attempt's answer as its result (None for 202/204) or its typed error."""
     status, headers, body = raw
     if limiter is not None:
