@@ -30,7 +30,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-import klarna_async._client as client_module
+import klarna_async._request as request_module
 import klarna_async._resources.customer_tokens as tokens_module
 from benchmarks._common import OUT_DIR, TOKEN, bench_client, median, peer, raw_session
 from benchmarks.cpu import _KEY_PREFIX, _run_workers
@@ -52,7 +52,7 @@ ARMS: dict[str, str] = {
     "raw": "hand-tuned raw aiohttp loop (the floor)",
     "full": "create_order(token, prebuilt request, idempotency_key=k)",
     "flat": "one coroutine calling the same library functions: prepare(), send(), "
-    "decode_success(); no create_order/_request layering",
+    "decode_success(); no create_order/request/retry layering",
     "no_prepare": "full, with prepare() (validation and JSON) returning the prebuilt body",
     "no_decode": "full, with decode_success() = orjson.loads + a prebuilt Order",
     "lean_send": "full, with send() as the raw loop: session.post, no per-call ClientTimeout",
@@ -107,17 +107,16 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
     def no_path_mask() -> Iterator[None]:
         # Wherever the request path is built (the module that calls them holds the names).
         with contextlib.ExitStack() as stack:
-            for module in (client_module, tokens_module):
+            for module in (request_module, tokens_module):
                 for name, value in stand_ins.items():
                     if name in vars(module):
                         stack.enter_context(_patch(module, name, value)())
             yield
 
     return {
-        # The first attempt runs inline in _request; the retrier is not on a success's path.
         "no_prepare": _patch(tokens_module, "prepare", no_prepare),
-        "no_decode": _patch(client_module, "decode_success", no_decode),
-        "lean_send": _patch(client_module, "send", lean_send),
+        "no_decode": _patch(request_module, "decode_success", no_decode),
+        "lean_send": _patch(request_module, "send_once", lean_send),
         "no_path_mask": no_path_mask,
     }
 
@@ -127,7 +126,7 @@ async def ablate(url: str, *, charges: int, rounds: int, concurrency: int) -> di
     path = f"/customer-token/v1/tokens/{TOKEN}/order"
     async with bench_client(url, concurrency) as client:
         body_dict = to_dict(prebuilt)
-        base_headers = dict(client._headers)
+        base_headers = dict(client._requester.headers)
         raw_url = url + path
         async with raw_session(concurrency) as session:
 
@@ -144,8 +143,8 @@ async def ablate(url: str, *, charges: int, rounds: int, concurrency: int) -> di
                 # The request is prebuilt: building it is the caller's cost, not a layer's.
                 await create_order(TOKEN, prebuilt, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
 
-            client_session = client._ready_session()
-            client_headers = client._headers
+            client_session = client._requester._ready_session()
+            client_headers = client._requester.headers
             full_url = URL(client.base_url + path, encoded=True)
 
             async def flat(i: int) -> None:

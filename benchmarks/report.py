@@ -195,17 +195,18 @@ def _soak(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         f"per request: {faults} (latency faults answer after {r['latency_seconds']} s, past "
         f"the {p['attempt_timeout']} s attempt timeout), seed {r['seed']}. Retry policy: "
         f"{p['max_attempts']} attempts, waits ≤ {p['max_delay']} s, deadline {p['deadline']} s. "
-        "Then every UNKNOWN charge, and every FAILED one with a transient error, is repeated "
+        "Then every UNKNOWN and every RETRYABLE charge is repeated "
         "with the same idempotency key (faults still on), until none is left. The sandbox's "
         "ledger (`GET /_fake/ledger`) is the judge.",
         "",
-        "| pass | charges | placed | failed | unknown | attempts | charges/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| pass | charges | placed | declined | retryable | unknown | attempts | charges/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for number, row in enumerate(f["passes"], 1):
         lines.append(
-            f"| {number} | {row['charges']:,} | {row['placed']:,} | {row['failed']:,} | "
-            f"{row['unknown']:,} | {row['attempts']:,} | {row['charges_per_s']:,.0f} |"
+            f"| {number} | {row['charges']:,} | {row['placed']:,} | {row['declined']:,} | "
+            f"{row['retryable']:,} | {row['unknown']:,} | {row['attempts']:,} | "
+            f"{row['charges_per_s']:,.0f} |"
         )
     injected = ", ".join(f"{k} {v:,}" for k, v in sorted(f["faults_injected"].items()))
     detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in f["unaccounted_detail"].items())
@@ -215,7 +216,8 @@ def _soak(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         f"{f['keys_with_duplicates']}); target 0: {_verdict(f['duplicates'] == 0)}.",
         f"- **Unaccounted: {f['unaccounted']}** ({detail}); target 0: "
         f"{_verdict(f['unaccounted'] == 0)}.",
-        f"- Final client view: {f['final']['placed']:,} placed, {f['final']['failed']:,} failed, "
+        f"- Final client view: {f['final']['placed']:,} placed, "
+        f"{f['final']['declined']:,} declined, {f['final']['retryable']:,} retryable, "
         f"{f['final']['unknown']:,} unknown; ledger orders for the batch: "
         f"{f['ledger_orders']:,}.",
         f"- The sandbox received {f['requests']:,} order requests; faults injected: {injected}; "

@@ -3,8 +3,8 @@
 The sandbox (the fake Klarna, ``python -m klarna_async.testing._sandbox``) runs in another
 process and injects, per request: ``503 SERVICE_UNAVAILABLE`` (10 %), the order committed but
 the answer lost (drop-after-commit, 2 %) and answers slower than the client's attempt timeout
-(1 %). The batch runs once; then every charge that ended ``UNKNOWN``, or ``FAILED`` with a
-transient error, is repeated with the same idempotency key (faults still on) until none is left
+(1 %). The batch runs once; then every charge that ended ``UNKNOWN`` or ``RETRYABLE`` is
+repeated with the same idempotency key (faults still on) until none is left
 or ``max_passes`` passes have run. The client's word is then checked against the sandbox's ledger
 (``GET /_fake/ledger``), which shares no code with the client:
 
@@ -71,7 +71,7 @@ async def _pass(
     attempts = count = 0
     async for result in client.customer_tokens.charge_many(charges, concurrency=concurrency):
         error = result.error
-        transient = isinstance(error, KlarnaError) and classify(error)[0]
+        transient = isinstance(error, KlarnaError) and classify(error).retry
         outcomes[result.charge.idempotency_key] = _Outcome(
             result.status,
             transient,
@@ -121,8 +121,7 @@ async def _batch(
             again = [
                 _charge(int(key.rsplit("-", 1)[1]), tag)
                 for key, outcome in outcomes.items()
-                if outcome.status is ChargeStatus.UNKNOWN
-                or (outcome.status is ChargeStatus.FAILED and outcome.transient)
+                if outcome.status in (ChargeStatus.UNKNOWN, ChargeStatus.RETRYABLE)
             ]
             if not again:
                 break

@@ -1,10 +1,17 @@
-"""Many recurring charges at once: ``client.customer_tokens.charge_many``.
+"""Many idempotent writes at once: one lazy, bounded runner, and what each charge came to.
 
-A fixed set of workers pulls charges from the caller's (async) iterable only when one is free,
-so a generator of a million charges runs in flat memory; results go out through a small queue
-as they finish, so a slow consumer slows the workers instead of piling results up. One charge's
-failure is that charge's result, never the batch's end. Retries, the retry budget and the rate
-limiter are the client's, shared by every worker.
+:func:`run_batch` is the one runner behind ``charge_many`` (and any other batch of keyed
+writes): a fixed set of workers pulls items from the caller's (async) iterable only when one is
+free, so a generator of a million items runs in flat memory; results go out through a small
+queue as they finish, so a slow consumer slows the workers instead of piling results up. It
+knows nothing of Klarna's resources: the resource hands it a ``work`` function that turns one
+item into its result and never raises. Retries, the retry budget and the pacer are the client's,
+shared by every worker.
+
+:class:`ChargeResult` says what happened to one charge *and what to do next*
+(:class:`ChargeStatus`): placed; declined by Klarna; not charged and safe to send again; or
+unknown, to be repeated with the same idempotency key within 24 hours. "Not charged" is said
+only with proof (see ``klarna_async._retry``'s outcome rules).
 """
 
 from __future__ import annotations
@@ -12,19 +19,28 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
-from klarna_async._errors import KlarnaError, OutcomeUnknownError
+from klarna_async._errors import (
+    ClientClosedError,
+    DeadlineExceededError,
+    KlarnaError,
+    OutcomeUnknownError,
+    RequestValidationError,
+    UnauthorizedError,
+)
 from klarna_async._models import Order, TokenOrderRequest
-from klarna_async._retry import RetryPolicy, mask_token
+from klarna_async._retry import classify, mask_token
 
-__all__ = ["Charge", "ChargeResult", "ChargeStatus", "run_charges"]
+__all__ = ["Charge", "ChargeResult", "ChargeStatus", "run_batch", "status_of"]
 
 logger = logging.getLogger("klarna_async")
+
+I = TypeVar("I")  # noqa: E741 - an item, as in the typing docs
+R = TypeVar("R")
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -34,13 +50,15 @@ class Charge:
     Derive ``idempotency_key`` from stable business identifiers
     (:func:`derive_idempotency_key`), so that running the batch again re-sends the same keys.
     ``charge_id`` is yours (a subscription and period, an invoice number) and comes back on the
-    result.
+    result. ``after_unknown`` says that an earlier run reported this charge unknown: then only
+    Klarna's success answer settles it (a refusal cannot prove the earlier attempt did nothing).
     """
 
     customer_token: str
     request: TokenOrderRequest | Mapping[str, Any]
     idempotency_key: str
     charge_id: str | None = None
+    after_unknown: bool = False
 
     def __repr__(self) -> str:
         # The token is a bearer secret and the request may hold an address: keep both out.
@@ -51,89 +69,126 @@ class Charge:
 
 
 class ChargeStatus(enum.StrEnum):
-    """What a charge came to."""
+    """What a charge came to, and so what to do next."""
 
-    #: Klarna placed the order (``fraud_status`` may still be ``PENDING``).
+    #: Klarna placed the order (``fraud_status`` may still be ``PENDING``). Done.
     PLACED = "placed"
-    #: Klarna did not charge: a definite answer or an error from before any processing.
-    FAILED = "failed"
-    #: Klarna may or may not have charged: repeat with the same key to find out.
+    #: Klarna answered definitely and did not charge (``TOKEN_CANCELED``,
+    #: ``PAYMENT_METHOD_FAILED``, ``BAD_VALUE``...). Do not repeat blindly: fix the cause, or
+    #: decide to try again later (dunning).
+    DECLINED = "declined"
+    #: Not charged, and safe to send again as it is, with the same key: never sent (bad input,
+    #: a closed client, the deadline), or answered only before processing (503, 429), or the
+    #: retry budget ran out, or the credentials or configuration are wrong (401, no connection).
+    RETRYABLE = "retryable"
+    #: Klarna may or may not have charged. Repeat with the same idempotency key within 24 hours
+    #: (``after_unknown=True`` if this process did not see the first attempt): only Klarna's
+    #: success answer settles it.
     UNKNOWN = "unknown"
+
+
+def status_of(error: BaseException) -> ChargeStatus:
+    """The :class:`ChargeStatus` of a write that ended in ``error`` after it was handed to the
+    request path (an error raised before anything was sent is :attr:`ChargeStatus.RETRYABLE`
+    by construction, see :func:`run_batch`'s callers)."""
+    if isinstance(error, OutcomeUnknownError):
+        return ChargeStatus.UNKNOWN
+    if isinstance(
+        error,
+        (RequestValidationError, ClientClosedError, DeadlineExceededError, UnauthorizedError),
+    ):
+        return ChargeStatus.RETRYABLE
+    if not isinstance(error, KlarnaError):
+        return ChargeStatus.UNKNOWN  # unforeseen: no proof either way
+    decision = classify(error)
+    if decision.maybe_acted:
+        return ChargeStatus.UNKNOWN
+    return ChargeStatus.RETRYABLE if decision.retry else ChargeStatus.DECLINED
 
 
 @attrs.frozen(kw_only=True)
 class ChargeResult:
-    """The outcome of one :class:`Charge`: the order, or the error; attempts and time taken."""
+    """The outcome of one :class:`Charge`: its status, the order or the error, attempts, time.
+
+    ``status`` says what to do next (see :class:`ChargeStatus`); ``order`` is set exactly when
+    it is :attr:`~ChargeStatus.PLACED`.
+    """
 
     charge: Charge
+    status: ChargeStatus
     order: Order | None = None
     error: Exception | None = None
     attempts: int = 0
     elapsed: float = 0.0
 
     @property
-    def status(self) -> ChargeStatus:
-        if self.order is not None:
-            return ChargeStatus.PLACED
-        if isinstance(self.error, OutcomeUnknownError):
-            return ChargeStatus.UNKNOWN
-        return ChargeStatus.FAILED
+    def ok(self) -> bool:
+        """True when Klarna placed the order."""
+        return self.status is ChargeStatus.PLACED
 
     @property
-    def ok(self) -> bool:
-        return self.order is not None
+    def error_code(self) -> str | None:
+        """Klarna's ``error_code`` of the last answer, if there was one."""
+        error = self.error
+        if isinstance(error, OutcomeUnknownError):
+            error = error.last_error  # type: ignore[assignment]
+        return getattr(error, "error_code", None)
 
 
-ChargeFn = Callable[[Charge, RetryPolicy | None], Awaitable[tuple[Order, int]]]
-
-
-async def run_charges(
-    charge_one: ChargeFn,
-    charges: Iterable[Charge] | AsyncIterable[Charge],
+async def run_batch(
+    work: Callable[[I], Awaitable[R]],
+    items: Iterable[I] | AsyncIterable[I],
     *,
     concurrency: int,
-    retry: RetryPolicy | None = None,
-) -> AsyncIterator[ChargeResult]:
-    """Yield a :class:`ChargeResult` for every charge, in the order they finish."""
+    stopped: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[R]:
+    """Yield ``await work(item)`` for every item, in the order they finish.
+
+    ``work`` must not raise: it turns an item into its result, errors included. At most
+    ``concurrency`` items are in flight; items are pulled only when a worker is free. When
+    ``stopped()`` turns true (the client is closing), workers pull no more items; what they
+    already pulled finishes and is yielded.
+    """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
-    source = _pull(charges)
-    results: asyncio.Queue[ChargeResult | _Done] = asyncio.Queue(maxsize=concurrency)
+    source = _pull(items)
+    results: asyncio.Queue[R | _Done] = asyncio.Queue(maxsize=concurrency)
     source_error: list[BaseException] = []
 
     async def worker() -> None:
-        while True:
+        while not stopped():
             try:
-                charge = await source()
+                item = await source()
             except StopAsyncIteration:
                 break
             except Exception as exc:  # the caller's iterable broke: stop pulling
                 source_error.append(exc)
                 break
-            await results.put(await _settle(charge_one, charge, retry))
+            await results.put(await work(item))
         await results.put(_DONE)
 
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    workers = [
+        asyncio.create_task(worker(), name="klarna_async batch worker") for _ in range(concurrency)
+    ]
     running = concurrency
     try:
         while running:
             item = await results.get()
-            if item is _DONE:
+            if isinstance(item, _Done):
                 running -= 1
                 continue
-            assert isinstance(item, ChargeResult)
             yield item
         if source_error:
             raise source_error[0]
     finally:
-        # The consumer stopped early or was cancelled: stop every charge still in flight.
+        # The consumer stopped early or was cancelled: stop every item still in flight.
         pending = [w for w in workers if not w.done()]
         for w in pending:
             w.cancel()
         if pending:
             logger.warning(
-                "charge_many stopped with %d charges in flight; their outcome is unknown "
-                "until repeated with the same idempotency keys",
+                "a batch stopped with %d workers busy; their items' outcome is unknown until "
+                "repeated with the same idempotency keys",
                 len(pending),
             )
             await asyncio.gather(*pending, return_exceptions=True)
@@ -146,41 +201,25 @@ class _Done:
 _DONE = _Done()
 
 
-async def _settle(charge_one: ChargeFn, charge: Charge, retry: RetryPolicy | None) -> ChargeResult:
-    started = time.monotonic()
-    try:
-        order, attempts = await charge_one(charge, retry)
-    except KlarnaError as error:
-        return ChargeResult(
-            charge=charge, error=error, attempts=error.attempts, elapsed=time.monotonic() - started
-        )
-    except Exception as error:
-        # Bad input for this one charge (an empty token, a wrong model) is its result; so is
-        # anything unforeseen, which must not silently stop a worker and stall the batch.
-        return ChargeResult(charge=charge, error=error, elapsed=time.monotonic() - started)
-    return ChargeResult(
-        charge=charge, order=order, attempts=attempts, elapsed=time.monotonic() - started
-    )
-
-
-def _pull(charges: Iterable[Charge] | AsyncIterable[Charge]) -> Callable[[], Awaitable[Charge]]:
-    """One awaitable 'next charge' for all workers, over a sync or an async iterable."""
-    if isinstance(charges, AsyncIterable):
-        iterator = aiter(charges)
+def _pull(items: Iterable[I] | AsyncIterable[I]) -> Callable[[], Awaitable[I]]:
+    """One awaitable 'next item' for all workers, over a sync or an async iterable."""
+    if isinstance(items, AsyncIterable):
+        iterator = aiter(items)
         lock = asyncio.Lock()
 
-        async def next_async() -> Charge:
+        async def next_async() -> I:
             # An async generator cannot be advanced by two workers at once.
             async with lock:
                 return await anext(iterator)
 
         return next_async
-    sync_iterator = iter(charges)
+    sync_iterator = iter(items)
 
-    async def next_sync() -> Charge:
+    async def next_sync() -> I:
         try:
             return next(sync_iterator)
         except StopIteration:
-            raise StopAsyncIteration from None
+            pass
+        raise StopAsyncIteration
 
     return next_sync

@@ -1,16 +1,15 @@
-"""KlarnaClient: configuration, the connection pool's lifecycle, and the resources wired in."""
+"""KlarnaClient: the configuration, the lifecycle, and the resources wired to one request path.
+
+The client is the top of the library's layers (below it: the resources, the batch runner, the
+request path, retries, transport); see ``klarna_async/__init__.py`` for the map.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import functools
-import logging
-import re
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypeVar
-from urllib.parse import quote
+from typing import Self
 
 import aiohttp
 import attrs
@@ -25,34 +24,13 @@ from klarna_async._config import (
     base_url_for,
     user_agent,
 )
-from klarna_async._errors import KlarnaError
 from klarna_async._ratelimit import Pacer, RateLimiter
-from klarna_async._responses import api_error, decode_success
-from klarna_async._retry import (
-    AttemptEvent,
-    Retrier,
-    RetryBudget,
-    RetryPolicy,
-    Safety,
-    log_cancelled,
-    mask_token,
-)
-from klarna_async._transport import RawResponse, send
-
-if TYPE_CHECKING:
-    from klarna_async._resources.customer_tokens import CustomerTokens
-    from klarna_async._resources.payments import Payments
+from klarna_async._request import Requester
+from klarna_async._resources.customer_tokens import CustomerTokens
+from klarna_async._resources.payments import Payments
+from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
 
 __all__ = ["KlarnaClient"]
-
-T = TypeVar("T")
-logger = logging.getLogger("klarna_async")
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 class _Default(enum.Enum):
@@ -123,7 +101,6 @@ class KlarnaClient:
             raise ValueError(
                 f"base_url must be an absolute URL without query or fragment: {base_url!r}"
             )
-        self._base_path = self._base.raw_path.rstrip("/")
         if connection_limit < 1:
             raise ValueError("connection_limit must be >= 1")
         self.connection_limit = connection_limit
@@ -144,31 +121,32 @@ class KlarnaClient:
         else:
             self.rate_limiter = RateLimiter(rate_limit)
         self.check_amounts = check_amounts
-        self._retrier = Retrier(self.retry_budget, on_attempt)
         # Built once: every request of this client sends these same headers.
-        self._headers: Mapping[str, str] = {
+        headers: Mapping[str, str] = {
             "Authorization": self._credentials.authorization_header(),
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": user_agent(user_agent_extra),
         }
-        self._borrowed = session
-        # What each request passes: our own session carries the headers as its defaults; a
-        # borrowed one may carry anything, so every request then brings all of ours.
-        self._request_headers: Mapping[str, str] = self._headers if session is not None else {}
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._state = _State.UNOPENED
-
-        from klarna_async._resources.customer_tokens import CustomerTokens
-        from klarna_async._resources.payments import Payments
-
-        self.payments: Payments = Payments(self)
-        self.customer_tokens: CustomerTokens = CustomerTokens(self)
+        self._requester = Requester(
+            base_url=self._base,
+            headers=headers,
+            session=session,
+            connection_limit=connection_limit,
+            policy=policy,
+            budget=self.retry_budget,
+            on_attempt=on_attempt,
+            pacer=self.rate_limiter,
+            check_amounts=check_amounts,
+        )
+        #: The Klarna Payments API: sessions, one-time orders, customer tokens.
+        self.payments: Payments = Payments(self._requester)
+        #: The Customer Token API: read, charge (recurring orders, ``charge_many``), cancel.
+        self.customer_tokens: CustomerTokens = CustomerTokens(self._requester)
 
     def __repr__(self) -> str:
         return (
-            f"<KlarnaClient {self._state.value} {self.base_url} "
+            f"<KlarnaClient {self._requester.state} {self.base_url} "
             f"username={self._credentials.username!r}>"
         )
 
@@ -176,37 +154,19 @@ class KlarnaClient:
 
     async def open(self) -> Self:
         """Make the connection pool (or adopt the borrowed session) on the running loop."""
-        if self._state is _State.CLOSED:
-            raise RuntimeError("this KlarnaClient is closed; make a new one")
-        if self._state is _State.OPEN:
-            return self
-        self._loop = asyncio.get_running_loop()
-        if self._borrowed is not None:
-            if self._borrowed.closed:
-                raise RuntimeError("the aiohttp session given to KlarnaClient is closed")
-            self._session = self._borrowed
-        else:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(
-                    limit=self.connection_limit,
-                    limit_per_host=self.connection_limit,
-                    ttl_dns_cache=300,
-                    keepalive_timeout=30,
-                ),
-                raise_for_status=False,
-            )
-        self._state = _State.OPEN
+        await self._requester.open()
         return self
 
-    async def aclose(self) -> None:
-        """Close the pool (not a borrowed session). Idempotent."""
-        if self._state is _State.CLOSED:
-            return
-        self._state = _State.CLOSED
-        session, self._session = self._session, None
-        if session is not None and self._borrowed is None:
-            await session.close()
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Close the client. Idempotent.
+
+        New calls are refused at once (:class:`ClientClosedError`). Calls in flight may finish
+        within ``timeout`` seconds (default: until their own deadlines); calls still running
+        then are cut off and end as :class:`OutcomeUnknownError` when an attempt may have
+        acted, never as "not charged". Then the pool is closed (a borrowed session is left
+        open).
+        """
+        await self._requester.close(timeout)
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -221,200 +181,5 @@ class KlarnaClient:
 
     @property
     def closed(self) -> bool:
-        return self._state is _State.CLOSED
-
-    def _ready_session(self) -> aiohttp.ClientSession:
-        if self._state is not _State.OPEN or self._session is None:
-            if self._state is _State.CLOSED:
-                raise RuntimeError("this KlarnaClient is closed; make a new one")
-            raise RuntimeError(
-                "KlarnaClient is not open: use `async with KlarnaClient(...) as client:` "
-                "or `await client.open()` first"
-            )
-        if asyncio.get_running_loop() is not self._loop:
-            raise RuntimeError(
-                "KlarnaClient was opened on another event loop; open one client per loop "
-                "(e.g. in your app's lifespan, or per test)"
-            )
-        return self._session
-
-    # --- one call -------------------------------------------------------------------------------
-
-    async def _request(
-        self,
-        endpoint: Endpoint,
-        param: str | None,
-        *,
-        body: bytes | None,
-        model: type[T] | None,
-        retry: RetryPolicy | None,
-        idempotency_key: str | None = None,
-    ) -> tuple[T | None, int]:
-        """Send one operation with retries; the decoded model (None for 202/204) and attempts.
-
-        ``body`` and the headers are made once: every attempt sends the same bytes and key.
-        """
-        session = self._session
-        if (
-            session is None
-            or self._state is not _State.OPEN
-            or (asyncio.get_running_loop() is not self._loop)
-        ):
-            session = self._ready_session()  # raises the error that says what is wrong
-        # Percent-encoded already (path_param): yarl need not quote it again.
-        url = self._base.with_path(self._base_path + endpoint.path(param), encoded=True)
-        headers = self._request_headers
-        if idempotency_key is not None:
-            headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
-        limiter = self.rate_limiter
-        debug = logger.isEnabledFor(logging.DEBUG)
-        policy = retry or self.retry_policy
-        retrier = self._retrier
-        # The first attempt runs here, without the retry machinery: a call that succeeds at
-        # once (nearly all of them) pays for none of it. Anything else is handed over to the
-        # retrier with its outcome.
-        started = retrier.begin()
-        timeout = min(policy.attempt_timeout, policy.deadline)
-        try:
-            if limiter is None and not debug:
-                # Nothing to pace or log: send from here, one coroutine frame fewer.
-                result: T | None = _outcome(
-                    await send(session, endpoint.method, url, headers, body, timeout), model, None
-                )
-            else:
-                result = await _attempt(
-                    session, endpoint, param, url, headers, body, model, limiter, debug, timeout
-                )
-        except KlarnaError as error:
-            first = (started, started, error)
-        except asyncio.CancelledError:
-            log_cancelled(endpoint.describe(param), 1, endpoint.safety, idempotency_key)
-            raise
-        else:
-            if retrier.on_attempt is not None:
-                retrier.emit(
-                    endpoint.operation,
-                    1,
-                    policy,
-                    "ok",
-                    None,
-                    retrier.clock() - started,
-                    None,
-                    idempotency_key,
-                    None,
-                )
-            return result, 1
-
-        # Made only now: a closure here would turn every local above into a cell variable,
-        # which every call would pay for.
-        attempt = functools.partial(
-            _attempt, session, endpoint, param, url, headers, body, model, limiter, debug
-        )
-        return await retrier.run(
-            operation=endpoint.operation,
-            target=endpoint.describe(param),
-            safety=endpoint.safety,
-            policy=policy,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            first=first,
-        )
-
-    async def _fetch(
-        self,
-        endpoint: Endpoint,
-        param: str | None,
-        model: type[T],
-        *,
-        body: bytes | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> T:
-        """:meth:`_request` for an operation that answers with a body."""
-        result, _ = await self._request(endpoint, param, body=body, model=model, retry=retry)
-        assert result is not None  # decode_success returns a model or raises
-        return result
-
-
-async def _attempt(
-    session: aiohttp.ClientSession,
-    endpoint: Endpoint,
-    param: str | None,
-    url: URL,
-    headers: Mapping[str, str],
-    body: bytes | None,
-    model: type[T] | None,
-    limiter: Pacer | None,
-    debug: bool,
-    timeout: float,
-) -> T | None:
-    """One HTTP attempt of a call: pace, send, and read the answer as a result or error."""
-    if limiter is not None:
-        await limiter.acquire(timeout)
-    if debug:
-        logger.debug("%s %s (timeout %.3g s)", endpoint.describe(param), endpoint.method, timeout)
-    raw = await send(session, endpoint.method, url, headers, body, timeout)
-    return _outcome(raw, model, limiter)
-
-
-def _outcome(raw: RawResponse, model: type[T] | None, limiter: Pacer | None) -> T | None:
-    """One attempt's answer as its result (None for 202/204) or its typed error."""
-    status, headers, body = raw
-    if limiter is not None:
-        limiter.observe(status, headers)
-    if 200 <= status < 300:
-        return None if model is None else decode_success(status, headers, body, model)
-    raise api_error(status, headers, body)
-
-
-class Endpoint:
-    """One Klarna operation: its name, method and path, and what repeating it can do.
-
-    ``template`` has one ``{}`` for the path parameter, named ``what`` in errors. ``secret``
-    says whether that parameter is a token that logs may show only masked.
-    """
-
-    __slots__ = ("_prefix", "_suffix", "method", "operation", "safety", "secret", "what")
-
-    def __init__(
-        self,
-        operation: str,
-        method: str,
-        template: str,
-        safety: Safety,
-        what: str | None = None,
-        secret: bool = True,
-    ) -> None:
-        self.operation = operation
-        self.method = method
-        self.safety = safety
-        self.what = what
-        self.secret = secret
-        # Split once: joining three strings per call is cheaper than str.format.
-        self._prefix, _, self._suffix = template.partition("{}")
-
-    def __repr__(self) -> str:
-        return f"<Endpoint {self.operation} {self.method} {self._prefix}{{}}{self._suffix}>"
-
-    def path(self, param: str | None) -> str:
-        if self.what is None:
-            return self._prefix
-        return self._prefix + path_param(param, self.what) + self._suffix
-
-    def describe(self, param: str | None) -> str:
-        if param is None:
-            return self.operation
-        return f"{self.operation} {mask_token(param) if self.secret else param}"
-
-
-_UNRESERVED = re.compile(r"[A-Za-z0-9_~-]+")
-
-
-def path_param(value: object, what: str) -> str:
-    """A path segment made safe: non-empty, no traversal, percent-encoded."""
-    if value.__class__ is str and _UNRESERVED.fullmatch(value):
-        return value  # tokens are UUIDs: nothing to encode
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string")
-    if value.strip(".") == "":
-        raise ValueError(f"{what} cannot be {value!r}: it would leave its place in the path")
-    return quote(value, safe="")
+        """True once :meth:`aclose` has begun."""
+        return self._requester.closing

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from typing import IO
 
+import attrs
+
 from klarna_async import (
     Address,
     Charge,
@@ -241,22 +243,27 @@ async def run_demo(*, charges: int = 300, seed: int = 7, out: IO[str] = sys.stdo
         attempts = sum(r.attempts for r in results.values())
         say(
             f"   first pass: {tally[ChargeStatus.PLACED]} placed, "
-            f"{tally[ChargeStatus.FAILED]} failed, {tally[ChargeStatus.UNKNOWN]} unknown; "
+            f"{tally[ChargeStatus.DECLINED]} declined, {tally[ChargeStatus.RETRYABLE]} retryable, "
+            f"{tally[ChargeStatus.UNKNOWN]} unknown; "
             f"{retried} charges needed retries ({attempts} attempts in all)"
         )
 
-        unknown = [r.charge for r in results.values() if r.status is ChargeStatus.UNKNOWN]
-        failed = [r.charge for r in results.values() if r.status is ChargeStatus.FAILED]
+        unknown = [
+            attrs.evolve(r.charge, after_unknown=True)
+            for r in results.values()
+            if r.status is ChargeStatus.UNKNOWN
+        ]
+        retryable = [r.charge for r in results.values() if r.status is ChargeStatus.RETRYABLE]
         fake.faults.clear()
         await fake.wait_idle()  # let the fake finish answers it was still delaying
-        if unknown or failed:
+        if unknown or retryable:
             async for result in klarna.customer_tokens.charge_many(
-                unknown + failed, concurrency=32
+                unknown + retryable, concurrency=32
             ):
                 results[result.charge.idempotency_key] = result
             say(
                 f"   second pass with the same keys (faults off): {len(unknown)} unknown and "
-                f"{len(failed)} failed charges repeated"
+                f"{len(retryable)} retryable charges repeated"
             )
 
         orders = fake.ledger.orders[before:]

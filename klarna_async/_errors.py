@@ -7,8 +7,12 @@ Every error this library raises on purpose derives from :class:`KlarnaError`::
     ├── TransportError              no HTTP answer: connection failure or timeout
     │   ├── ConnectError            the request never left (safe to send again)
     │   └── RequestTimeoutError     the attempt ran out of time (may have been sent)
+    ├── DeadlineExceededError       the call's deadline came before (another) attempt could go
+    ├── ClientClosedError           the client closed before (another) attempt could go; also
+    │                               a RuntimeError
     ├── ResponseDecodeError         an answer that is not what the spec promises
-    ├── OutcomeUnknownError         retries ended and an attempt may have taken effect
+    ├── OutcomeUnknownError         an attempt may have taken effect and no later answer says
+    │                               what became of it
     └── ApiError                    Klarna answered with an error status
         ├── BadRequestError         400 / BAD_REQUEST
         │   └── BadValueError       BAD_VALUE (400 or 409), with ``not_matching_fields``
@@ -30,20 +34,26 @@ Every error this library raises on purpose derives from :class:`KlarnaError`::
             ├── ServiceUnavailableError     503 / SERVICE_UNAVAILABLE
             ├── KlarnaTimeoutError          500 TIMEOUT (Klarna gave up after 59 s)
             └── ProxyError                  5xx with a body that is not Klarna's (HTML from a
-                                            gateway); also a ResponseDecodeError
+                                            gateway, an empty body); also a ResponseDecodeError
 
-Klarna's ``error_code`` decides the class when it is one we know; the HTTP status decides
-otherwise, so a code Klarna adds later still lands in the right family.
+For 4xx answers Klarna's ``error_code`` decides the class when it is one we know, the HTTP status
+otherwise, so a code Klarna adds later still lands in the right family. For 5xx answers the
+status decides first: a ``500 NOT_FOUND`` is a :class:`ServerError` (something broke, maybe after
+acting), never a :class:`NotFoundError` (a definite "no").
 
 Misuse of the library itself (a closed client, the wrong event loop) raises ``RuntimeError`` or
 ``TypeError``, never a ``KlarnaError``: those are bugs to fix, not outcomes to handle.
 
 No exception text ever contains a credential, the ``Authorization`` header, a full customer
 token, or personal data: ``str()`` shows the operation, status, code, messages and correlation id.
+Nor does any exception's chain: errors made from aiohttp's (whose ``request_info`` holds every
+request header) are raised without ``__cause__`` or ``__context__``; their text names the aiohttp
+error's type only. Bodies quoted from a gateway's page are scrubbed of token-like strings.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
@@ -58,8 +68,10 @@ __all__ = [
     "AttemptRecord",
     "BadRequestError",
     "BadValueError",
+    "ClientClosedError",
     "ConflictError",
     "ConnectError",
+    "DeadlineExceededError",
     "ForbiddenError",
     "InvalidOperationError",
     "KlarnaError",
@@ -85,6 +97,7 @@ __all__ = [
     "UnavailablePaymentMethodError",
     "Violation",
     "error_class_for",
+    "scrub",
 ]
 
 Headers = Mapping[str, str]
@@ -182,6 +195,24 @@ class ConnectError(TransportError):
 
 class RequestTimeoutError(TransportError):
     """An attempt, or the whole call's deadline, ran out of time before the answer arrived."""
+
+
+class DeadlineExceededError(KlarnaError):
+    """The call's deadline came before its next attempt could be sent.
+
+    Raised when a wait (the rate limiter's pause, Klarna's ``X-Ratelimit-Reset``) would run past
+    the deadline and no earlier attempt of the call may have acted: this attempt was never sent.
+    After an attempt that may have acted, the call ends in :class:`OutcomeUnknownError` instead.
+    """
+
+
+class ClientClosedError(KlarnaError, RuntimeError):
+    """The client (or the aiohttp session it borrowed) was closed before an attempt could be sent.
+
+    Nothing of this attempt reached Klarna. A call that an earlier attempt may have completed
+    ends in :class:`OutcomeUnknownError` instead, never in this error. Also a ``RuntimeError``:
+    using a closed client is a lifecycle mistake.
+    """
 
 
 # --- odd answers --------------------------------------------------------------------------------
@@ -445,7 +476,7 @@ class RateLimitedError(ApiError):
     @property
     def reset(self) -> float | None:
         """Seconds until the rate-limit window resets (``X-Ratelimit-Reset``, else
-        ``Retry-After``), or None when neither header is usable."""
+        ``Retry-After``), or None when neither header is a finite number >= 0."""
         value = _header_number(self.headers, "X-Ratelimit-Reset", float)
         if value is None:
             value = _header_number(self.headers, "Retry-After", float)
@@ -492,15 +523,35 @@ class ProxyError(ServerError, ResponseDecodeError):
         return f"{KlarnaError.__str__(self)}: {'; '.join(self.problems)}"
 
 
+# A run of URL-safe characters long enough to be a token, a key or a credential (UUIDs,
+# base64): a gateway's error page may quote the request line or headers it received.
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}")
+
+
+def scrub(text: str) -> str:
+    """``text`` with every token-like run (16+ URL-safe characters with a digit) masked to
+    ``****`` and its last four characters, as logs show tokens."""
+
+    def mask(match: re.Match[str]) -> str:
+        found = match.group()
+        if not any(c.isdigit() for c in found):
+            return found  # a long word (e.g. "upstream-connect") is no secret
+        return "****" + found[-4:]
+
+    return _TOKEN_LIKE.sub(mask, text)
+
+
 def _header_number(headers: Headers, name: str, kind: type[_N]) -> _N | None:
     raw = headers.get(name)
     if raw is None:
         return None
     try:
         # X-Ratelimit-Limit may read "40, 40;w=1": keep the first number.
-        return kind(raw.split(",")[0].split(";")[0].strip())
+        value = kind(raw.split(",")[0].split(";")[0].strip())
     except ValueError:
         return None
+    # "nan", "inf" and negative values parse, and mean nothing a client can wait for.
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 _BY_CODE: dict[str, type[ApiError]] = {
@@ -536,16 +587,21 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 
 
 def error_class_for(status: int, error_code: str | None) -> type[ApiError]:
-    """The class for an error answer: by Klarna's code when we know it, else by HTTP status."""
+    """The class for an error answer.
+
+    A 4xx by Klarna's code when we know it, else by status. A 5xx by its status first: only a
+    code of the 5xx family (``TIMEOUT``, ``SERVICE_UNAVAILABLE``...) refines it, so that a
+    ``500 NOT_FOUND`` is never taken for Klarna's definite 404.
+    """
     if status == 429:
         return RateLimitedError
     if status == 401:
         return UnauthorizedError
-    if error_code is not None:
-        cls = _BY_CODE.get(error_code)
-        if cls is not None:
-            return cls
-    cls = _BY_STATUS.get(status)
-    if cls is not None:
-        return cls
-    return ServerError if status >= 500 else ApiError
+    by_code = _BY_CODE.get(error_code) if error_code is not None else None
+    if status >= 500:
+        if by_code is not None and issubclass(by_code, ServerError):
+            return by_code
+        return ServiceUnavailableError if status == 503 else ServerError
+    if by_code is not None and not issubclass(by_code, ServerError):
+        return by_code
+    return _BY_STATUS.get(status, ApiError)

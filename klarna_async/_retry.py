@@ -1,40 +1,56 @@
-"""Retries that cannot charge twice: what is retried, when, how often, and what we say after.
+"""Retries that cannot charge twice, and the truth about what happened when they end.
 
-The rules, in one place:
+Every call of the client goes through :meth:`Retrier.run`: one loop, top to bottom, around a pure
+function, :func:`classify`, that turns one attempt's error into a :class:`Decision`.
 
-* **Transient** (retried): 503 ``SERVICE_UNAVAILABLE``; 502 and 504 from gateways; 429 (after
-  ``X-Ratelimit-Reset`` / ``Retry-After`` when given); Klarna's 500 ``TIMEOUT``; connection
-  refused, reset or dropped; timeouts. Nothing else: no other 4xx, no business error, no plain
-  500 ``INTERNAL_SERVER_ERROR`` (a fault that does not pass in half a second, and retrying it
-  would only add load), no undecodable success body.
-* **Safe to repeat**, per operation (:class:`Safety`): reads; writes that carry a
-  ``Klarna-Idempotency-Key`` (the same key and the same body bytes on every attempt); writes on a
-  single-use authorization token (a repeat cannot act twice, but its ``NOT_FOUND`` hides the first
-  attempt's result); and writes that are harmless to repeat (sessions, token cancellation).
-* **Maybe acted**: an attempt that may have reached Klarna and been processed (timeout after
-  sending, connection lost before the answer, 502/504, 500 ``TIMEOUT``). 429, 503 and refused
-  connections are answers from before any processing.
-* **The truth at the end**: a write whose attempts ended while one of them may have acted raises
-  :class:`OutcomeUnknownError` (never a plain error that would read as "not charged"). So does a
-  single-use-token write whose later attempt gets ``NOT_FOUND``/``SESSION_COMPLETED`` after an
-  earlier attempt may have acted: the order may well exist.
+**The outcome model** (per idempotency key, not per call). Rules, each tested:
+
+1. *Retried* (transient): 429; 503; 502 and 504; Klarna's 500 ``TIMEOUT``; 408 and 425;
+   a 409 on a write with an idempotency key (another attempt with that key may still be in
+   flight; repeating it returns its result); connections refused, reset or dropped; timeouts.
+   Nothing else: no other 4xx, no other 5xx (a plain 500 is a fault that does not pass in half
+   a second), no unreadable success. Every attempt sends the same key and the same body bytes.
+2. *Answered before processing* (proves nothing was done): a connection that could not be
+   opened; a 429; a 503 with Klarna's own JSON body and a code of the "try again later" family
+   (``SERVICE_UNAVAILABLE``, ``TEMPORARILY_UNAVAILABLE``). A definite 4xx answer is Klarna's
+   word that it did not act on *that* attempt.
+3. *Maybe acted*: anything else after the request may have left: a timeout after sending, a
+   dropped connection, 502/504, a 503 that is not Klarna's JSON (a gateway's ``text/plain``
+   "upstream connect error", an empty or HTML page: the gateway may have forwarded it), any other
+   5xx (status decides before code: ``500 NOT_FOUND`` is a 500), a 3xx or any status we do not
+   know, an unreadable 2xx, a 409 on a keyed write, an attempt cut off by the client's close, and
+   any unforeseen exception during an attempt.
+4. *The end of a write*: once any attempt may have acted, the call ends in success or
+   :class:`OutcomeUnknownError`, whatever later attempts answer (409, 4xx, 503, the budget
+   spent, the deadline, the client closed). A write ends in a plain error ("not done") only when
+   no attempt may have acted. Reads report their last error.
+5. *Per key*: a write that ended unknown is remembered, by idempotency key (or a hash of the
+   single-use authorization token), for Klarna's 24-hour key window (bounded, oldest first
+   out). A later call with that key (a re-drive), or one that says so (``after_unknown=True``,
+   e.g. after a restart), starts as "may have acted": **a re-drive settles only on a 2xx**,
+   Klarna's answer with the order the first attempt placed (or places now). A 4xx on a re-drive
+   does not prove the first attempt did nothing (Klarna documents neither the order of its
+   checks nor whether it stores refusals), so it stays unknown, with Klarna's answer attached.
+6. *Hooks and waits*: an ``on_attempt`` hook that raises is logged and ignored; it never
+   changes an outcome. No wait (backoff, ``X-Ratelimit-Reset``/``Retry-After``, the rate
+   limiter's pause) runs past the call's deadline; header values that are not finite numbers
+   >= 0 are ignored; a server's wait is capped at 60 s.
 
 Waits use backoff's exponential generator with full jitter (each wait uniform in
-``[0, min(max_delay, initial_delay * 2**n)]``), never past the call's deadline. A client-wide
-:class:`RetryBudget` caps retries to a share of recent traffic, so an outage cannot multiply a
-batch's load.
+``[0, min(max_delay, initial_delay * 2**n)]``). A client-wide :class:`RetryBudget` caps retries to
+a share of recent traffic, so an outage cannot multiply a batch's load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 import backoff
@@ -42,34 +58,44 @@ import backoff
 from klarna_async._errors import (
     ApiError,
     AttemptRecord,
+    ClientClosedError,
+    DeadlineExceededError,
     KlarnaError,
-    KlarnaTimeoutError,
-    NotFoundError,
     OutcomeUnknownError,
     ProxyError,
     RateLimitedError,
     ResponseDecodeError,
-    ServerError,
-    ServiceUnavailableError,
     TransportError,
 )
+from klarna_async._ratelimit import MAX_PAUSE
+
+if TYPE_CHECKING:
+    from klarna_async._ratelimit import Pacer
 
 __all__ = [
     "AttemptEvent",
+    "Decision",
+    "Retrier",
     "RetryBudget",
     "RetryPolicy",
     "Safety",
+    "UnknownOutcomes",
     "classify",
-    "log_cancelled",
     "mask_token",
 ]
 
 T = TypeVar("T")
 logger = logging.getLogger("klarna_async")
 
+#: How long Klarna keeps an idempotency key (D-RETRY): within it, a repeat returns the first
+#: result; after it, a repeat may act again.
+KEY_WINDOW = 24 * 3600.0
+#: 503 codes by which Klarna itself says "not processed, try again later" (KP/CT, OM).
+_NOT_PROCESSED_503 = frozenset({"SERVICE_UNAVAILABLE", "TEMPORARILY_UNAVAILABLE"})
+
 
 class Safety(enum.Enum):
-    """What repeating an operation can do; decides the words we use when retries end."""
+    """What repeating an operation can do; decides what may be retried and what we say after."""
 
     #: GET: repeating cannot change anything.
     READ = "read"
@@ -80,6 +106,58 @@ class Safety(enum.Enum):
     SINGLE_USE_TOKEN = "single_use_token"  # noqa: S105 - a name, not a secret
     #: A repeat is harmless (a second session, a cancellation requested twice).
     HARMLESS = "harmless"
+
+
+class Decision(enum.Enum):
+    """What one failed attempt means: may we try again, and may Klarna have acted on it."""
+
+    RETRY_NOT_ACTED = (True, False)
+    RETRY_MAYBE_ACTED = (True, True)
+    FINAL_NOT_ACTED = (False, False)
+    FINAL_MAYBE_ACTED = (False, True)
+
+    @property
+    def retry(self) -> bool:
+        return self.value[0]
+
+    @property
+    def maybe_acted(self) -> bool:
+        return self.value[1]
+
+
+def classify(error: BaseException, safety: Safety = Safety.IDEMPOTENCY_KEY) -> Decision:
+    """The :class:`Decision` for the error of one attempt (rules 1-3 of the module docstring).
+
+    Pure: it reads the error's class, status, code and body kind, and the operation's safety.
+    """
+    if isinstance(error, TransportError):
+        return Decision.RETRY_MAYBE_ACTED if error.maybe_sent else Decision.RETRY_NOT_ACTED
+    if isinstance(error, (ClientClosedError, DeadlineExceededError)):
+        return Decision.FINAL_NOT_ACTED  # raised before this attempt was sent
+    if isinstance(error, ApiError):
+        status = error.status
+        if status == 429:
+            return Decision.RETRY_NOT_ACTED
+        if status >= 500:
+            if (
+                status == 503
+                and error.error_code in _NOT_PROCESSED_503
+                and not isinstance(error, ProxyError)
+            ):
+                return Decision.RETRY_NOT_ACTED
+            if status in (502, 503, 504) or error.error_code == "TIMEOUT":
+                return Decision.RETRY_MAYBE_ACTED
+            return Decision.FINAL_MAYBE_ACTED
+        if status in (408, 425) or (status == 409 and safety is Safety.IDEMPOTENCY_KEY):
+            return Decision.RETRY_MAYBE_ACTED
+        if 400 <= status < 500:
+            return Decision.FINAL_NOT_ACTED
+        return Decision.FINAL_MAYBE_ACTED  # 1xx, 3xx: nothing Klarna documents
+    if isinstance(error, ResponseDecodeError):
+        # A 2xx we cannot read: Klarna acted, only the answer is lost. (A read just reports it.)
+        return Decision.FINAL_MAYBE_ACTED
+    # Anything unforeseen during an attempt: the request may have gone out.
+    return Decision.FINAL_MAYBE_ACTED
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -149,36 +227,26 @@ class RetryBudget:
         window: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ratio < 0 or min_per_second < 0 or window < 1:
+        if not (ratio >= 0 and min_per_second >= 0 and window >= 1):
             raise ValueError("ratio and min_per_second must be >= 0 and window >= 1 s")
         self.ratio = ratio
         self.min_per_second = min_per_second
         self.window = window
         self.clock = clock
         self._slots = int(window)
-        # One bucket a second: [second, calls, retries]; counting is O(1) on the hot path.
+        # One bucket a second: [second, calls, retries]; counting is O(1) per call.
         self._buckets = [[-1, 0, 0] for _ in range(self._slots)]
-        # The bucket of the second the last call fell in, and when that second ends.
-        self._current = self._buckets[0]
-        self._current_end = -math.inf
         self.denied = 0
 
     def _bucket(self) -> list[int]:
-        now = self.clock()
-        if now >= self._current_end:
-            second = int(now)
-            bucket = self._buckets[second % self._slots]
-            if bucket[0] != second:
-                bucket[0], bucket[1], bucket[2] = second, 0, 0
-            self._current, self._current_end = bucket, second + 1
-        return self._current
+        second = int(self.clock())
+        bucket = self._buckets[second % self._slots]
+        if bucket[0] != second:
+            bucket[0], bucket[1], bucket[2] = second, 0, 0
+        return bucket
 
     def record_call(self) -> None:
-        # Every call of the client passes here: within the same second, one comparison.
-        if self.clock() < self._current_end:
-            self._current[1] += 1
-        else:
-            self._bucket()[1] += 1
+        self._bucket()[1] += 1
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False (and nothing taken) when it is spent."""
@@ -194,6 +262,49 @@ class RetryBudget:
             return False
         bucket[2] += 1
         return True
+
+
+class UnknownOutcomes:
+    """The keys of writes this client reported unknown, each for Klarna's 24-hour key window.
+
+    Bounded (``limit`` keys, the oldest dropped first): a re-drive of a key dropped early is
+    judged like a first call, which is why ``after_unknown=True`` exists for callers that keep
+    their own record (the batch command's results file does).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int = 100_000,
+        window: float = KEY_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._since: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def __contains__(self, key: str) -> bool:
+        since = self._since.get(key)
+        if since is None:
+            return False
+        if self.clock() - since > self.window:
+            del self._since[key]
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def remember(self, key: str) -> None:
+        # The window counts from the first unknown outcome: a later one does not extend it.
+        if key not in self._since:
+            self._since[key] = self.clock()
+            while len(self._since) > self.limit:
+                self._since.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._since.pop(key, None)
 
 
 @attrs.frozen
@@ -213,38 +324,12 @@ class AttemptEvent:
     correlation_id: str | None
 
 
-def log_cancelled(target: str, number: int, safety: Safety, idempotency_key: str | None) -> None:
-    """A call cancelled during an attempt: for anything but a read, Klarna may have acted."""
-    if safety is not Safety.READ and logger.isEnabledFor(logging.WARNING):
-        logger.warning(
-            "%s cancelled during attempt %d; Klarna may have acted (idempotency_key=%s)",
-            target,
-            number,
-            idempotency_key,
-        )
-
-
 def mask_token(token: str) -> str:
     """A token as logs may show it: enough to tell two apart, never enough to use one."""
     return "****" + token[-4:] if len(token) > 8 else "****"
 
 
-def classify(error: KlarnaError) -> tuple[bool, bool]:
-    """``(transient, maybe_acted)`` for the error of one attempt."""
-    if isinstance(error, TransportError):
-        return True, error.maybe_sent
-    if isinstance(error, (RateLimitedError, ServiceUnavailableError)):
-        return True, False
-    if isinstance(error, ProxyError):
-        return error.status in (502, 503, 504), error.status != 503
-    if isinstance(error, KlarnaTimeoutError):
-        return True, True
-    if isinstance(error, ServerError):
-        return error.status in (502, 504), True
-    return False, False
-
-
-def _describe(error: KlarnaError) -> str:
+def _describe(error: BaseException) -> str:
     if isinstance(error, ApiError):
         return (
             f"HTTP {error.status} {error.error_code}"
@@ -253,11 +338,19 @@ def _describe(error: KlarnaError) -> str:
         )
     if isinstance(error, ResponseDecodeError):
         return f"HTTP {error.status} undecodable"
-    return error.message
+    if isinstance(error, KlarnaError):
+        return error.message
+    # Unforeseen: its type only (its text may hold anything, a URL with a token included).
+    return f"unexpected {type(error).__name__}"
 
 
 class Retrier:
-    """Runs one call's attempts under a policy, the client's budget and its deadline."""
+    """Runs one call's attempts under a policy, the client's budget, pacer and deadline.
+
+    ``closed`` tells whether the client is closed (no new attempt then); ``cut_off`` is asked
+    when an attempt is cancelled: True when the client's close cut this call off (it has then
+    taken the cancellation back), False when the caller cancelled.
+    """
 
     def __init__(
         self,
@@ -266,11 +359,17 @@ class Retrier:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        unknown: UnknownOutcomes | None = None,
+        closed: Callable[[], bool] = lambda: False,
+        cut_off: Callable[[], bool] = lambda: False,
     ) -> None:
         self.budget = budget
         self.on_attempt = on_attempt
         self._sleep = sleep
         self.clock = clock
+        self.unknown = unknown if unknown is not None else UnknownOutcomes(clock=clock)
+        self._closed = closed
+        self._cut_off = cut_off
 
     async def run(
         self,
@@ -281,124 +380,136 @@ class Retrier:
         policy: RetryPolicy,
         idempotency_key: str | None,
         attempt: Callable[[float], Awaitable[T]],
-        first: tuple[float, float, KlarnaError] | None = None,
+        memory_key: str | None = None,
+        after_unknown: bool = False,
+        pacer: Pacer | None = None,
     ) -> tuple[T, int]:
-        """Call ``attempt(timeout)`` until it returns, then give its result and attempt count.
+        """Call ``attempt(timeout)`` until it returns; give its result and the attempts sent.
 
-        ``attempt`` returns the decoded result or raises a :class:`KlarnaError` for that one
-        attempt; ``target`` names the call in logs (tokens already masked). ``first`` is an
-        attempt the caller already made (see :meth:`begin`): when the call started, when that
-        attempt began, and its error.
+        ``attempt`` sends one request and returns the decoded result or raises that attempt's
+        error. ``target`` names the call in logs (tokens already masked). ``memory_key`` is what
+        this write is remembered by when it ends unknown (the idempotency key, or a hash of a
+        single-use token); ``after_unknown`` says an earlier call with it may have acted.
         """
         clock = self.clock
-        if first is None:
-            start = self.begin()
-            pending: tuple[float, KlarnaError] | None = None
-        else:
-            start, began_first, error_first = first
-            pending = (began_first, error_first)
+        start = clock()
+        if self.budget is not None:
+            self.budget.record_call()
         deadline_at = start + policy.deadline
+        write = safety is not Safety.READ
+        # Rule 5: a re-drive of a write that ended unknown starts as "may have acted".
+        acted = write and (after_unknown or (memory_key is not None and memory_key in self.unknown))
         records: list[AttemptRecord] = []
         next_delay: Callable[[], float] | None = None
-        maybe_acted_before = False
-        last: KlarnaError | None = None
-        number = 0
+        sent = 0
+        error: BaseException
         while True:
-            number += 1
-            try:
-                if pending is not None:
-                    (began, last), pending = pending, None
-                    raise last
-                remaining = deadline_at - clock()
-                timeout = min(policy.attempt_timeout, remaining)
-                began = clock()
-                result = await attempt(timeout)
-            except KlarnaError as error:
-                last = error
-            except asyncio.CancelledError:
-                log_cancelled(target, number, safety, idempotency_key)
-                raise
-            else:
-                if self.on_attempt is not None:
-                    self.emit(
-                        operation,
-                        number,
-                        policy,
-                        "ok",
-                        None,
-                        clock() - began,
-                        None,
-                        idempotency_key,
-                        None,
+            # Not one more attempt once the client is closed (nothing of it would be sent).
+            if self._closed():
+                error = ClientClosedError("the client was closed; this attempt was not sent")
+                break
+            if pacer is not None:
+                try:
+                    waited = await pacer.acquire(deadline_at - clock())
+                except asyncio.CancelledError:
+                    if not self._cut_off():
+                        raise
+                    error = ClientClosedError("the client was closed; this attempt was not sent")
+                    break
+                except Exception as exc:  # a broken pacer: nothing was sent
+                    error = exc
+                    break
+                if waited is None:
+                    error = DeadlineExceededError(
+                        f"the rate limiter's next turn is past the call's {policy.deadline:g} s "
+                        "deadline; this attempt was not sent"
                     )
-                if number > 1 and logger.isEnabledFor(logging.INFO):
-                    logger.info("%s succeeded on attempt %d", target, number)
-                return result, number
+                    break
+            timeout = min(policy.attempt_timeout, deadline_at - clock())
+            sent += 1
+            began = clock()
+            try:
+                result = await attempt(timeout)
+            except asyncio.CancelledError:
+                if not self._cut_off():
+                    if write:
+                        logger.warning(
+                            "%s cancelled during attempt %d; Klarna may have acted "
+                            "(idempotency_key=%s)",
+                            target,
+                            sent,
+                            idempotency_key,
+                        )
+                    raise
+                error = TransportError("the client was closed during this attempt")
+            except Exception as exc:  # classified: rule 3, "unforeseen"
+                error = exc
+            else:
+                if memory_key is not None and acted:
+                    self.unknown.forget(memory_key)  # settled: rule 5
+                if self.on_attempt is not None:
+                    elapsed = clock() - began
+                    self._emit(operation, sent, policy, "ok", None, elapsed, None, idempotency_key)
+                if sent > 1 and logger.isEnabledFor(logging.INFO):
+                    logger.info("%s succeeded on attempt %d", target, sent)
+                return result, sent
 
             elapsed = clock() - began
-            correlation_id = getattr(last, "correlation_id", None)
-            if isinstance(last, ResponseDecodeError) and 200 <= last.status < 300:
-                # Klarna acted; only the answer is unreadable. For a write, that is an unknown
-                # outcome (the key finds it again); a read just reports the bad answer.
-                transient, maybe_acted = False, safety is not Safety.READ
-            else:
-                transient, maybe_acted = classify(last)
+            decision = classify(error, safety)
+            acted = acted or (write and decision.maybe_acted)
+            outcome = _describe(error)
+            correlation_id = getattr(error, "correlation_id", None)
             records.append(
-                AttemptRecord(number, _describe(last), maybe_acted, correlation_id, elapsed)
+                AttemptRecord(sent, outcome, decision.maybe_acted, correlation_id, elapsed)
             )
-
-            if not transient:
-                single_use_hidden = (
-                    safety is Safety.SINGLE_USE_TOKEN
-                    and maybe_acted_before
-                    and isinstance(last, NotFoundError)
-                )
-                if single_use_hidden or (maybe_acted and safety is not Safety.READ):
-                    raise self._unknown(operation, idempotency_key, records, last)
-                self._emit_final(operation, number, policy, last, elapsed, idempotency_key)
-                raise self._stamp(last, operation, idempotency_key, number)
-            maybe_acted_before = maybe_acted_before or maybe_acted
+            if not decision.retry:
+                self._emit_final(operation, sent, policy, error, elapsed, idempotency_key)
+                break
 
             # A transient fault: wait and try again, if the policy, deadline and budget allow.
             reason = None
-            if number >= policy.max_attempts:
+            delay = 0.0
+            if sent >= policy.max_attempts:
                 reason = f"no attempts left ({policy.max_attempts})"
+            elif self._closed():
+                reason = "the client is closed"
             else:
                 if next_delay is None:
                     next_delay = policy.delays()
                 delay = next_delay()
-                if isinstance(last, RateLimitedError) and last.reset is not None:
+                reset = error.reset if isinstance(error, RateLimitedError) else None
+                if reset is not None:
                     # The server said when; jitter on top so waiting callers do not wake as one.
-                    delay = last.reset + random.uniform(0, max(policy.initial_delay, 0.05))
+                    delay = min(reset, MAX_PAUSE) + random.uniform(
+                        0, max(policy.initial_delay, 0.05)
+                    )
                 if clock() + delay >= deadline_at - 0.001:
                     reason = f"the {policy.deadline:g} s deadline leaves no room for a retry"
                 elif self.budget is not None and not self.budget.try_spend():
                     reason = "the client's retry budget is spent"
             if reason is not None:
-                self._emit_final(operation, number, policy, last, elapsed, idempotency_key)
+                self._emit_final(operation, sent, policy, error, elapsed, idempotency_key)
                 if logger.isEnabledFor(logging.WARNING):
                     logger.warning(
                         "%s giving up after attempt %d/%d (%s): %s, idempotency_key=%s, "
                         "correlation_id=%s",
                         target,
-                        number,
+                        sent,
                         policy.max_attempts,
-                        records[-1].outcome,
+                        outcome,
                         reason,
                         idempotency_key,
                         correlation_id,
                     )
-                if maybe_acted_before and safety is not Safety.READ:
-                    raise self._unknown(operation, idempotency_key, records, last)
-                raise self._stamp(last, operation, idempotency_key, number)
-
+                break
             if self.on_attempt is not None:
-                self.emit(
+                status = getattr(error, "status", None)
+                self._emit(
                     operation,
-                    number,
+                    sent,
                     policy,
-                    records[-1].outcome,
-                    getattr(last, "status", None),
+                    outcome,
+                    status,
                     elapsed,
                     delay,
                     idempotency_key,
@@ -409,22 +520,32 @@ class Retrier:
                     "%s attempt %d/%d failed (%s); retrying in %.2f s, idempotency_key=%s, "
                     "correlation_id=%s",
                     target,
-                    number,
+                    sent,
                     policy.max_attempts,
-                    records[-1].outcome,
+                    outcome,
                     delay,
                     idempotency_key,
                     correlation_id,
                 )
-            await self._sleep(delay)
+            try:
+                await self._sleep(delay)
+            except asyncio.CancelledError:
+                if not self._cut_off():
+                    raise
+                error = ClientClosedError("the client was closed; the next attempt was not sent")
+                break
 
-    def begin(self) -> float:
-        """Count a new call against the budget; its start on the retry clock."""
-        if self.budget is not None:
-            self.budget.record_call()
-        return self.clock()
+        # The end (rule 4). Raised here, outside any `except`, so that no exception below us
+        # (aiohttp's, with every request header in it) becomes our error's __context__.
+        if acted:
+            if memory_key is not None:
+                self.unknown.remember(memory_key)
+            raise self._unknown(operation, idempotency_key, records, error)
+        if isinstance(error, KlarnaError):
+            _stamp(error, operation, idempotency_key, sent)
+        raise error
 
-    def emit(
+    def _emit(
         self,
         operation: str,
         number: int,
@@ -434,34 +555,41 @@ class Retrier:
         elapsed: float,
         retry_in: float | None,
         key: str | None,
-        correlation_id: str | None,
+        correlation_id: str | None = None,
     ) -> None:
         assert self.on_attempt is not None
-        self.on_attempt(
-            AttemptEvent(
+        event = AttemptEvent(
+            operation,
+            number,
+            policy.max_attempts,
+            outcome,
+            status,
+            elapsed,
+            retry_in,
+            key,
+            correlation_id,
+        )
+        try:
+            self.on_attempt(event)
+        except Exception as exc:  # rule 6: a hook never changes an outcome
+            logger.warning(
+                "on_attempt hook raised %s on %s attempt %d; ignored",
+                type(exc).__name__,
                 operation,
                 number,
-                policy.max_attempts,
-                outcome,
-                status,
-                elapsed,
-                retry_in,
-                key,
-                correlation_id,
             )
-        )
 
     def _emit_final(
         self,
         operation: str,
         number: int,
         policy: RetryPolicy,
-        error: KlarnaError,
+        error: BaseException,
         elapsed: float,
         key: str | None,
     ) -> None:
         if self.on_attempt is not None:
-            self.emit(
+            self._emit(
                 operation,
                 number,
                 policy,
@@ -474,21 +602,17 @@ class Retrier:
             )
 
     @staticmethod
-    def _stamp(error: KlarnaError, operation: str, key: str | None, attempts: int) -> KlarnaError:
-        error.operation = operation
-        error.idempotency_key = key
-        error.attempts = attempts
-        return error
-
     def _unknown(
-        self,
         operation: str,
         key: str | None,
         records: list[AttemptRecord],
-        last: KlarnaError,
+        last: BaseException,
     ) -> OutcomeUnknownError:
         if key is not None:
-            advice = "repeat the call with the same idempotency_key within 24 hours to learn it"
+            advice = (
+                "repeat the call with the same idempotency_key within 24 hours; only Klarna's "
+                "success answer settles it"
+            )
         else:
             advice = (
                 "do not authorize again blindly; wait for Klarna's notification or look the "
@@ -499,6 +623,19 @@ class Retrier:
             attempt_log=records,
             last_error=last,
         )
-        error.__cause__ = last
-        self._stamp(last, operation, key, len(records))
-        return self._stamp(error, operation, key, len(records))  # type: ignore[return-value]
+        if isinstance(last, KlarnaError):
+            # Chained for tracebacks: our own errors are scrubbed. An unforeseen exception is
+            # kept as last_error only, never chained: its text and attributes are unknown.
+            error.__cause__ = last
+            _stamp(last, operation, key, len(records))
+        return _stamp(error, operation, key, len(records))
+
+
+E = TypeVar("E", bound=KlarnaError)
+
+
+def _stamp(error: E, operation: str, key: str | None, attempts: int) -> E:
+    error.operation = operation
+    error.idempotency_key = key
+    error.attempts = attempts
+    return error

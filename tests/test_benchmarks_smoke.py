@@ -112,7 +112,7 @@ def test_soak() -> None:
         ),
     )
     faulty, clean = result["faulty"], result["clean"]
-    assert clean["final"] == {"placed": 100, "failed": 0, "unknown": 0}
+    assert clean["final"] == {"placed": 100, "declined": 0, "retryable": 0, "unknown": 0}
     assert (clean["duplicates"], clean["unaccounted"]) == (0, 0)
     assert sum(faulty["final"].values()) == 100
     assert faulty["passes"][0]["charges"] == 100

@@ -317,7 +317,7 @@ class TestRetriesOnTheWire:
         assert 1 == len({c.kwargs["headers"]["Klarna-Idempotency-Key"] for c in calls})
         assert 1 == len({c.kwargs["data"] for c in calls})
 
-    @pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+    @pytest.mark.parametrize("status", [400, 401, 403, 404])
     async def test_no_retry_on_client_errors(self, client: KlarnaClient, mocked: Any, status: int):
         """A 4xx answer is final: exactly one attempt."""
         url = f"{BASE}/customer-token/v1/tokens/{TOKEN}/order"
@@ -326,6 +326,28 @@ class TestRetriesOnTheWire:
             await client.customer_tokens.create_order(TOKEN, samples.token_order())
         assert status == caught.value.status
         assert 1 == len(sent(mocked, "POST", f"/customer-token/v1/tokens/{TOKEN}/order"))
+
+    async def test_409_on_a_keyed_charge_is_retried_and_never_failed(
+        self, client: KlarnaClient, mocked: Any
+    ):
+        """409 to a keyed charge may mean the key is still in flight: repeated with the same
+        key; if it never clears, the outcome is unknown, not 'not charged'."""
+        url = f"{BASE}/customer-token/v1/tokens/{TOKEN}/order"
+        mocked.post(url, status=409, payload={"error_code": "CONFLICT"}, repeat=True)
+        with pytest.raises(OutcomeUnknownError):
+            await client.customer_tokens.create_order(TOKEN, samples.token_order())
+        assert 3 == len(sent(mocked, "POST", f"/customer-token/v1/tokens/{TOKEN}/order"))
+
+    async def test_409_on_a_one_time_order_is_klarnas_answer(
+        self, client: KlarnaClient, mocked: Any
+    ):
+        """Without a key, 409 is the spec's 'does not match the session': final."""
+        url = f"{BASE}/payments/v1/authorizations/{AUTH}/order"
+        mocked.post(url, status=409, payload={"error_code": "BAD_VALUE"}, repeat=True)
+        with pytest.raises(ApiError) as caught:
+            await client.payments.create_order(AUTH, samples.one_time_order())
+        assert 409 == caught.value.status
+        assert 1 == len(sent(mocked, "POST", f"/payments/v1/authorizations/{AUTH}/order"))
 
     async def test_connection_refused_then_success(self, client: KlarnaClient, mocked: Any):
         """A refused connection is retried (nothing was sent)."""
@@ -393,13 +415,16 @@ class TestRetriesOnTheWire:
             await client.customer_tokens.get(TOKEN, retry=RetryPolicy.no_retries())
         assert 1 == caught.value.attempts
 
-    async def test_transport_errors_are_chained(self, client: KlarnaClient, mocked: Any):
-        """The aiohttp error is the __cause__ of ours."""
+    async def test_transport_errors_carry_no_chain(self, client: KlarnaClient, mocked: Any):
+        """aiohttp's error (its request_info holds the Authorization header and the URL with
+        the token) is neither the __cause__ nor the __context__ of ours."""
         url = f"{BASE}/customer-token/v1/tokens/{TOKEN}"
         mocked.get(url, exception=aiohttp.ClientPayloadError("truncated"), repeat=True)
         with pytest.raises(TransportError) as caught:
             await client.customer_tokens.get(TOKEN)
-        assert isinstance(caught.value.__cause__, aiohttp.ClientPayloadError)
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None
+        assert "ClientPayloadError" in str(caught.value)
 
     async def test_no_secret_or_token_in_logs(self, client: KlarnaClient, mocked: Any, caplog):
         """At DEBUG, through retries and failure: no password, no auth header, no full token."""
@@ -463,7 +488,7 @@ class TestLifecycle:
 
         with pytest.raises(RuntimeError, match="another event loop"):
             asyncio.run(use())
-        asyncio.run(c._session.close())  # type: ignore[union-attr]
+        asyncio.run(c._requester._session.close())  # type: ignore[union-attr]
 
     async def test_borrowed_session_stays_open(self, mocked: Any):
         """A session the caller passes in is used and left open on close."""

@@ -7,18 +7,16 @@ and re-runs cannot charge twice. Customer tokens are bearer-like secrets: logs s
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from klarna_async._batch import Charge, ChargeResult, run_charges
-from klarna_async._client import Endpoint
+from klarna_async._batch import Charge, ChargeResult, ChargeStatus, run_batch, status_of
 from klarna_async._models import CustomerToken, Order, TokenOrderRequest
+from klarna_async._request import Endpoint, Requester
 from klarna_async._retry import RetryPolicy, Safety
 from klarna_async._validation import prepare
-
-if TYPE_CHECKING:
-    from klarna_async._client import KlarnaClient
 
 __all__ = ["CustomerTokens", "derive_idempotency_key"]
 
@@ -59,12 +57,15 @@ def derive_idempotency_key(namespace: uuid.UUID | str, *parts: str | int) -> str
 class CustomerTokens:
     """``client.customer_tokens``: the Customer Token API (``/customer-token/v1``)."""
 
-    def __init__(self, client: KlarnaClient) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     async def get(self, customer_token: str, *, retry: RetryPolicy | None = None) -> CustomerToken:
         """Read a token's status (active, suspended, cancelled) and payment method."""
-        return await self._client._fetch(GET, customer_token, CustomerToken, retry=retry)
+        token, _ = await self._requester.request(
+            GET, customer_token, body=None, model=CustomerToken, retry=retry
+        )
+        return token
 
     async def create_order(
         self,
@@ -72,6 +73,7 @@ class CustomerTokens:
         request: TokenOrderRequest | Mapping[str, Any],
         *,
         idempotency_key: str | None = None,
+        after_unknown: bool = False,
         retry: RetryPolicy | None = None,
     ) -> Order:
         """Charge a customer token: a recurring order.
@@ -79,13 +81,21 @@ class CustomerTokens:
         ``idempotency_key`` identifies this charge to Klarna; without one, a fresh UUID4 is made
         for this call (safe for its retries, but not across runs: prefer
         :func:`derive_idempotency_key` for batches). On :class:`OutcomeUnknownError`, call
-        again with ``error.idempotency_key`` to learn what happened without charging twice.
+        again with ``error.idempotency_key`` to learn what happened without charging twice:
+        only a success settles it. This client remembers the keys it reported unknown for 24
+        hours; pass ``after_unknown=True`` when the first call was made elsewhere (another
+        process, before a restart), so that a refusal is not taken for "not charged".
         """
-        body, key = self._charge_body(request, idempotency_key)
-        order, _ = await self._client._request(
-            CREATE_ORDER, customer_token, body=body, model=Order, retry=retry, idempotency_key=key
+        body = prepare(request, TokenOrderRequest, check_amounts=self._requester.check_amounts)[1]
+        order, _ = await self._requester.request(
+            CREATE_ORDER,
+            customer_token,
+            body=body,
+            model=Order,
+            retry=retry,
+            idempotency_key=idempotency_key,
+            after_unknown=after_unknown,
         )
-        assert order is not None  # decode_success returns a model or raises
         return order
 
     def charge_many(
@@ -99,15 +109,17 @@ class CustomerTokens:
 
         ``charges`` is consumed lazily (a generator of a million charges runs in flat memory).
         ``concurrency`` defaults to the client's ``connection_limit`` and may not exceed it: a
-        charge waiting for a pooled connection would spend its timeout unsent. Cancelling the
-        consumer cancels the charges in flight; to stop early with ``break`` and be sure they
-        are cancelled before the next line, iterate under ``contextlib.aclosing``::
+        charge waiting for a pooled connection would spend its timeout unsent. When the client
+        closes, no further charge is pulled. Cancelling the consumer cancels the charges in
+        flight; to stop early with ``break`` and be sure they are cancelled before the next
+        line, iterate under ``contextlib.aclosing``::
 
             async with aclosing(client.customer_tokens.charge_many(charges)) as results:
                 async for result in results:
                     ...
         """
-        limit = self._client.connection_limit
+        requester = self._requester
+        limit = requester.connection_limit
         if concurrency is None:
             concurrency = limit
         if not 1 <= concurrency <= limit:
@@ -115,41 +127,49 @@ class CustomerTokens:
                 f"concurrency must be between 1 and the client's connection_limit ({limit})"
             )
 
-        async def charge_one(charge: Charge, policy: RetryPolicy | None) -> tuple[Order, int]:
-            return await self._charge(
-                charge.customer_token, charge.request, charge.idempotency_key, policy
+        async def settle(charge: Charge) -> ChargeResult:
+            started = time.monotonic()
+            try:
+                # Before anything is sent: a bad request, token or key is this charge's result.
+                body = prepare(
+                    charge.request, TokenOrderRequest, check_amounts=requester.check_amounts
+                )[1]
+                call = requester.prepare(
+                    CREATE_ORDER, charge.customer_token, charge.idempotency_key
+                )
+            except Exception as error:  # never sent: safe to send again
+                return ChargeResult(
+                    charge=charge,
+                    status=ChargeStatus.RETRYABLE,
+                    error=error,
+                    elapsed=time.monotonic() - started,
+                )
+            try:
+                order, attempts = await requester.send(
+                    call, body=body, model=Order, retry=retry, after_unknown=charge.after_unknown
+                )
+            except Exception as error:  # the request path said what it knows
+                return ChargeResult(
+                    charge=charge,
+                    status=status_of(error),
+                    error=error,
+                    attempts=getattr(error, "attempts", 0),
+                    elapsed=time.monotonic() - started,
+                )
+            return ChargeResult(
+                charge=charge,
+                status=ChargeStatus.PLACED,
+                order=order,
+                attempts=attempts,
+                elapsed=time.monotonic() - started,
             )
 
-        return run_charges(charge_one, charges, concurrency=concurrency, retry=retry)
-
-    def _charge_body(
-        self, request: TokenOrderRequest | Mapping[str, Any], idempotency_key: str | None
-    ) -> tuple[bytes, str]:
-        """The body and key of a charge: made once, before the first attempt."""
-        if idempotency_key is None:
-            idempotency_key = str(uuid.uuid4())
-        elif not idempotency_key.strip():
-            raise ValueError("idempotency_key must be a non-empty string")
-        _, body = prepare(request, TokenOrderRequest, check_amounts=self._client.check_amounts)
-        return body, idempotency_key
-
-    async def _charge(
-        self,
-        customer_token: str,
-        request: TokenOrderRequest | Mapping[str, Any],
-        idempotency_key: str | None,
-        retry: RetryPolicy | None,
-    ) -> tuple[Order, int]:
-        """:meth:`create_order`, with the number of attempts it took (for charge_many)."""
-        body, key = self._charge_body(request, idempotency_key)
-        order, attempts = await self._client._request(
-            CREATE_ORDER, customer_token, body=body, model=Order, retry=retry, idempotency_key=key
+        return run_batch(
+            settle, charges, concurrency=concurrency, stopped=lambda: requester.closing
         )
-        assert order is not None  # decode_success returns a model or raises
-        return order, attempts
 
     async def cancel(self, customer_token: str, *, retry: RetryPolicy | None = None) -> None:
         """Cancel a token for good (Klarna answers 202 and processes it asynchronously)."""
-        await self._client._request(
+        await self._requester.request(
             CANCEL, customer_token, body=_CANCEL_BODY, model=None, retry=retry
         )

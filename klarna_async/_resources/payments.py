@@ -10,9 +10,8 @@ unused after 48 hours.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from klarna_async._client import Endpoint
 from klarna_async._models import (
     CustomerTokenCreated,
     CustomerTokenRequest,
@@ -22,11 +21,9 @@ from klarna_async._models import (
     SessionCreated,
     SessionRequest,
 )
+from klarna_async._request import Endpoint, Requester
 from klarna_async._retry import RetryPolicy, Safety
 from klarna_async._validation import prepare
-
-if TYPE_CHECKING:
-    from klarna_async._client import KlarnaClient
 
 __all__ = ["Payments"]
 
@@ -71,24 +68,28 @@ CANCEL_AUTHORIZATION = Endpoint(
 class Payments:
     """``client.payments``: the Klarna Payments API (``/payments/v1``)."""
 
-    def __init__(self, client: KlarnaClient) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     def _body(self, request: Any, cls: type[Any]) -> bytes:
-        return prepare(request, cls, check_amounts=self._client.check_amounts)[1]
+        return prepare(request, cls, check_amounts=self._requester.check_amounts)[1]
 
     async def create_session(
         self, request: SessionRequest | Mapping[str, Any], *, retry: RetryPolicy | None = None
     ) -> SessionCreated:
         """Start a payment session (``intent`` buy, tokenize or buy_and_tokenize)."""
         body = self._body(request, SessionRequest)
-        return await self._client._fetch(
-            CREATE_SESSION, None, SessionCreated, body=body, retry=retry
+        session, _ = await self._requester.request(
+            CREATE_SESSION, None, body=body, model=SessionCreated, retry=retry
         )
+        return session
 
     async def get_session(self, session_id: str, *, retry: RetryPolicy | None = None) -> Session:
         """Read a session as Klarna has it now."""
-        return await self._client._fetch(GET_SESSION, session_id, Session, retry=retry)
+        session, _ = await self._requester.request(
+            GET_SESSION, session_id, body=None, model=Session, retry=retry
+        )
+        return session
 
     async def update_session(
         self,
@@ -99,7 +100,9 @@ class Payments:
     ) -> None:
         """Change a session before the customer authorizes (Klarna answers 204)."""
         body = self._body(request, SessionRequest)
-        await self._client._request(UPDATE_SESSION, session_id, body=body, model=None, retry=retry)
+        await self._requester.request(
+            UPDATE_SESSION, session_id, body=body, model=None, retry=retry
+        )
 
     async def create_order(
         self,
@@ -114,9 +117,10 @@ class Payments:
         Klarna reviews the order: wait for the notification before shipping.
         """
         body = self._body(request, OrderRequest)
-        return await self._client._fetch(
-            CREATE_ORDER, authorization_token, Order, body=body, retry=retry
+        order, _ = await self._requester.request(
+            CREATE_ORDER, authorization_token, body=body, model=Order, retry=retry
         )
+        return order
 
     async def create_customer_token(
         self,
@@ -128,14 +132,19 @@ class Payments:
         """Turn an authorization (intent tokenize or buy_and_tokenize) into a customer token
         for recurring charges."""
         body = self._body(request, CustomerTokenRequest)
-        return await self._client._fetch(
-            CREATE_CUSTOMER_TOKEN, authorization_token, CustomerTokenCreated, body=body, retry=retry
+        token, _ = await self._requester.request(
+            CREATE_CUSTOMER_TOKEN,
+            authorization_token,
+            body=body,
+            model=CustomerTokenCreated,
+            retry=retry,
         )
+        return token
 
     async def cancel_authorization(
         self, authorization_token: str, *, retry: RetryPolicy | None = None
     ) -> None:
         """Release an authorization that will not become an order (Klarna answers 204)."""
-        await self._client._request(
+        await self._requester.request(
             CANCEL_AUTHORIZATION, authorization_token, body=None, model=None, retry=retry
         )

@@ -1,0 +1,447 @@
+"""The one request path: an :class:`Endpoint` declares an operation, a :class:`Requester` sends it.
+
+Every call of every resource goes ``Requester.request`` -> ``Retrier.run`` -> :func:`_attempt`
+-> ``_transport.send``: the body and the idempotency key are made once, before the first
+attempt, and every attempt sends the same bytes and key. The requester also owns the lifecycle
+of the connection pool, because closing must know which calls are in flight: ``close()`` lets
+them finish (bounded), then cuts off the rest, which end as "unknown" when they may have
+acted, never as "not charged".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, TypeVar, overload
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from klarna_async._errors import ClientClosedError
+from klarna_async._responses import api_error, decode_success
+from klarna_async._retry import (
+    AttemptEvent,
+    Retrier,
+    RetryBudget,
+    RetryPolicy,
+    Safety,
+    mask_token,
+)
+from klarna_async._transport import send as send_once
+
+if TYPE_CHECKING:
+    from klarna_async._ratelimit import Pacer
+
+__all__ = ["Call", "Endpoint", "Reader", "Requester", "check_idempotency_key", "path_param"]
+
+T = TypeVar("T")
+logger = logging.getLogger("klarna_async")
+
+#: Reads a success answer some other way than as a JSON model: ``(status, headers, body)`` in,
+#: a result out, or ``ResponseDecodeError`` (e.g. a capture's id from its ``Capture-Id`` header).
+Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes], T]
+
+
+class Endpoint:
+    """One Klarna operation: its name, method and path, and what repeating it can do.
+
+    ``template`` has one ``{}`` for the path parameter, named ``what`` in errors. ``secret``
+    says whether that parameter is a token that logs may show only masked.
+    """
+
+    __slots__ = ("_prefix", "_suffix", "method", "operation", "safety", "secret", "what")
+
+    def __init__(
+        self,
+        operation: str,
+        method: str,
+        template: str,
+        safety: Safety,
+        what: str | None = None,
+        secret: bool = True,
+    ) -> None:
+        self.operation = operation
+        self.method = method
+        self.safety = safety
+        self.what = what
+        self.secret = secret
+        self._prefix, _, self._suffix = template.partition("{}")
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.operation} {self.method} {self._prefix}{{}}{self._suffix}>"
+
+    def path(self, param: str | None) -> str:
+        if self.what is None:
+            return self._prefix
+        return self._prefix + path_param(param, self.what) + self._suffix
+
+    def describe(self, param: str | None) -> str:
+        if param is None:
+            return self.operation
+        return f"{self.operation} {mask_token(param) if self.secret else param}"
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_~-]+")
+
+
+def path_param(value: object, what: str) -> str:
+    """A path segment made safe: non-empty, no traversal, percent-encoded."""
+    if value.__class__ is str and _UNRESERVED.fullmatch(value):
+        return value  # tokens are UUIDs: nothing to encode
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string")
+    if value.strip(".") == "":
+        raise ValueError(f"{what} cannot be {value!r}: it would leave its place in the path")
+    return quote(value, safe="")
+
+
+# Printable ASCII, no space at either end, at most 255 characters: what an HTTP header carries
+# unchanged (aiohttp silently drops a lone surrogate, and CR/LF would split the header).
+_KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
+
+
+def check_idempotency_key(key: object) -> str:
+    """``key`` if it can be sent as a ``Klarna-Idempotency-Key`` unchanged, else TypeError or
+    ValueError (before anything is sent)."""
+    if not isinstance(key, str):
+        raise TypeError(f"idempotency_key must be a str, got {type(key).__name__}")
+    if _KEY.fullmatch(key) is None:
+        raise ValueError(
+            "idempotency_key must be 1 to 255 printable ASCII characters, without spaces at "
+            "either end (a UUID is best)"
+        )
+    return key
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Requester:
+    """What every call of one client shares: the pool, the headers, the retrier, the pacer.
+
+    ``headers`` are sent with every request: as the defaults of the session we make, or with
+    each request on a borrowed session (which may carry anything).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        headers: Mapping[str, str],
+        session: aiohttp.ClientSession | None,
+        connection_limit: int,
+        policy: RetryPolicy,
+        budget: RetryBudget | None,
+        on_attempt: Callable[[AttemptEvent], None] | None,
+        pacer: Pacer | None,
+        check_amounts: bool,
+    ) -> None:
+        self.base = base_url
+        self._base_path = base_url.raw_path.rstrip("/")
+        self.headers = headers
+        self.connection_limit = connection_limit
+        self.policy = policy
+        self.retrier = Retrier(budget, on_attempt, closed=self._closed, cut_off=self._was_cut_off)
+        self.pacer = pacer
+        self.check_amounts = check_amounts
+        self._borrowed = session
+        self._request_headers: Mapping[str, str] = headers if session is not None else {}
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state = _State.UNOPENED
+        # The tasks now inside a call, with when each call's deadline ends (for close()); and
+        # those a close cut off (their cancellation is ours, not the caller's).
+        self._calls: dict[asyncio.Task[object], float] = {}
+        self._cut: set[asyncio.Task[object]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def state(self) -> str:
+        return self._state.value
+
+    @property
+    def closing(self) -> bool:
+        """True from the moment ``close()`` begins: no new call is accepted."""
+        return self._state in (_State.CLOSING, _State.CLOSED)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._state in (_State.CLOSING, _State.CLOSED):
+            raise ClientClosedError("this KlarnaClient is closed; make a new one")
+        if self._state is _State.OPEN:
+            return
+        self._loop = asyncio.get_running_loop()
+        borrowed = self._borrowed
+        if borrowed is not None:
+            if borrowed.closed:
+                raise RuntimeError("the aiohttp session given to KlarnaClient is closed")
+            # Settings of a borrowed session that would change what we send or read.
+            if borrowed._base_url is not None:  # no public accessor
+                raise ValueError("the aiohttp session given to KlarnaClient must have no base_url")
+            if borrowed.auth is not None:
+                raise ValueError(
+                    "the aiohttp session given to KlarnaClient must have no auth: the client "
+                    "sends its own Authorization header"
+                )
+            self._session = borrowed
+        else:
+            self._session = aiohttp.ClientSession(
+                headers=self.headers,
+                connector=aiohttp.TCPConnector(
+                    limit=self.connection_limit,
+                    limit_per_host=self.connection_limit,
+                    ttl_dns_cache=300,
+                    keepalive_timeout=30,
+                ),
+                raise_for_status=False,
+            )
+        self._state = _State.OPEN
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Let calls in flight finish within ``timeout`` seconds (default: until their own
+        deadlines), cut off the rest, then close the pool (not a borrowed session)."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSING
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        others = [task for task in self._calls if task is not me]
+        if others:
+            if timeout is None:
+                timeout = max(self._calls[task] for task in others) - loop.time()
+            try:
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+            still = [task for task in self._calls if task is not me and not task.done()]
+            if still:
+                # CLOSED first: a call cut off must not start another attempt.
+                self._state = _State.CLOSED
+                logger.warning(
+                    "KlarnaClient closing: cutting off %d calls still in flight; each ends as "
+                    "OutcomeUnknownError if it may have acted",
+                    len(still),
+                )
+                for task in still:
+                    self._cut.add(task)
+                    task.cancel()
+                # Each cut-off call ends at once (the retry loop takes the cancellation back).
+                async with asyncio.timeout(5.0):
+                    await self._idle.wait()
+        self._state = _State.CLOSED
+        session, self._session = self._session, None
+        if session is not None and self._borrowed is None:
+            await session.close()
+
+    def _closed(self) -> bool:
+        # After close() has cut calls off (CLOSED), or the pool is gone: no further attempt.
+        return self._state is _State.CLOSED
+
+    def _was_cut_off(self) -> bool:
+        task = asyncio.current_task()
+        if task is None or task not in self._cut:
+            return False
+        self._cut.discard(task)
+        # Our cancellation taken back; if the caller cancelled too, theirs still stands.
+        return task.uncancel() == 0
+
+    def _ready_session(self) -> aiohttp.ClientSession:
+        if self._state is not _State.OPEN or self._session is None:
+            if self._state in (_State.CLOSING, _State.CLOSED):
+                raise ClientClosedError("this KlarnaClient is closed; make a new one")
+            raise RuntimeError(
+                "KlarnaClient is not open: use `async with KlarnaClient(...) as client:` "
+                "or `await client.open()` first"
+            )
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "KlarnaClient was opened on another event loop; open one client per loop "
+                "(e.g. in your app's lifespan, or per test)"
+            )
+        return self._session
+
+    # --- one call -------------------------------------------------------------------------------
+
+    def prepare(
+        self, endpoint: Endpoint, param: str | None, idempotency_key: str | None = None
+    ) -> Call:
+        """Everything about a call that is checked before anything is sent: the client is open
+        on this loop, the path parameter and the key are valid. Raises (``ValueError``,
+        ``TypeError``, ``ClientClosedError``, ``RuntimeError``) when not; nothing is sent then.
+
+        An operation with :attr:`Safety.IDEMPOTENCY_KEY` always sends a key: the caller's, or a
+        UUID4 made once for this call.
+        """
+        session = self._ready_session()
+        safety = endpoint.safety
+        memory_key: str | None = None
+        headers = self._request_headers
+        if safety is Safety.IDEMPOTENCY_KEY:
+            if idempotency_key is None:
+                idempotency_key = str(uuid.uuid4())
+            else:
+                check_idempotency_key(idempotency_key)
+            memory_key = idempotency_key
+            headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
+        elif idempotency_key is not None:
+            raise ValueError(f"{endpoint.operation} takes no idempotency key")
+        elif safety is Safety.SINGLE_USE_TOKEN and param is not None:
+            # Remembered by a hash: the memory must not keep usable tokens.
+            memory_key = "token:" + hashlib.blake2b(param.encode(), digest_size=16).hexdigest()
+        # Percent-encoded already (path_param): yarl need not quote it again.
+        url = self.base.with_path(self._base_path + endpoint.path(param), encoded=True)
+        return Call(session, endpoint, param, url, headers, idempotency_key, memory_key)
+
+    @overload
+    async def send(
+        self,
+        call: Call,
+        *,
+        body: bytes | None,
+        model: type[T] | Reader[T],
+        retry: RetryPolicy | None = None,
+        after_unknown: bool = False,
+    ) -> tuple[T, int]: ...
+
+    @overload
+    async def send(
+        self,
+        call: Call,
+        *,
+        body: bytes | None,
+        model: None,
+        retry: RetryPolicy | None = None,
+        after_unknown: bool = False,
+    ) -> tuple[None, int]: ...
+
+    async def send(
+        self,
+        call: Call,
+        *,
+        body: bytes | None,
+        model: type[T] | Reader[T] | None,
+        retry: RetryPolicy | None = None,
+        after_unknown: bool = False,
+    ) -> tuple[T | None, int]:
+        """Send a prepared call with retries: its result (None when ``model`` is None) and the
+        number of attempts sent. ``body`` goes out unchanged on every attempt.
+
+        ``model`` is the class a 2xx JSON body decodes to, a :data:`Reader`, or None for an
+        answer without a body.
+        """
+        session, endpoint, param, url, headers, idempotency_key, memory_key = call
+        method = endpoint.method
+        policy = retry or self.policy
+        pacer = self.pacer
+
+        async def attempt(timeout: float) -> T | None:
+            status, answer_headers, payload = await send_once(
+                session, method, url, headers, body, timeout
+            )
+            if pacer is not None:
+                _observe(pacer, status, answer_headers)
+            if 200 <= status < 300:
+                if model is None:
+                    return None
+                if isinstance(model, type):
+                    return decode_success(status, answer_headers, payload, model)
+                return model(status, answer_headers, payload)
+            raise api_error(status, answer_headers, payload)
+
+        task: asyncio.Task[object] | None = asyncio.current_task()
+        if task is not None:
+            if not self._calls:
+                self._idle.clear()
+            self._calls[task] = asyncio.get_running_loop().time() + policy.deadline
+        try:
+            return await self.retrier.run(
+                operation=endpoint.operation,
+                target=endpoint.describe(param),
+                safety=endpoint.safety,
+                policy=policy,
+                idempotency_key=idempotency_key,
+                attempt=attempt,
+                memory_key=memory_key,
+                after_unknown=after_unknown,
+                pacer=pacer,
+            )
+        finally:
+            if task is not None:
+                self._calls.pop(task, None)
+                if not self._calls:
+                    self._idle.set()
+
+    @overload
+    async def request(
+        self,
+        endpoint: Endpoint,
+        param: str | None,
+        *,
+        body: bytes | None,
+        model: type[T] | Reader[T],
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+        after_unknown: bool = False,
+    ) -> tuple[T, int]: ...
+
+    @overload
+    async def request(
+        self,
+        endpoint: Endpoint,
+        param: str | None,
+        *,
+        body: bytes | None,
+        model: None,
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+        after_unknown: bool = False,
+    ) -> tuple[None, int]: ...
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        param: str | None,
+        *,
+        body: bytes | None,
+        model: type[T] | Reader[T] | None,
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+        after_unknown: bool = False,
+    ) -> tuple[T | None, int]:
+        """:meth:`prepare` and :meth:`send` in one: what every resource method calls."""
+        call = self.prepare(endpoint, param, idempotency_key)
+        return await self.send(
+            call, body=body, model=model, retry=retry, after_unknown=after_unknown
+        )
+
+
+class Call(NamedTuple):
+    """A call checked and ready to send (see :meth:`Requester.prepare`)."""
+
+    session: aiohttp.ClientSession
+    endpoint: Endpoint
+    param: str | None
+    url: URL
+    headers: Mapping[str, str]
+    idempotency_key: str | None
+    memory_key: str | None
+
+
+def _observe(pacer: Pacer, status: int, headers: Mapping[str, str]) -> None:
+    try:
+        pacer.observe(status, headers)
+    except Exception as exc:  # a pacer must never change an outcome
+        logger.warning("rate limiter's observe() raised %s; ignored", type(exc).__name__)
