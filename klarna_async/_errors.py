@@ -523,14 +523,17 @@ class ProxyError(ServerError, ResponseDecodeError):
         return f"{KlarnaError.__str__(self)}: {'; '.join(self.problems)}"
 
 
-# A run of URL-safe characters long enough to be a token, a key or a credential (UUIDs,
-# base64): a gateway's error page may quote the request line or headers it received.
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-+/=.~]{16,}")
+# A run of URL-safe characters long enough to be a token or a key (UUIDs and the like), and a
+# credential as an Authorization header shows it: a gateway's error page may quote the request
+# line or the headers it received.
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-~+=]{16,}")
+_CREDENTIAL = re.compile(r"\b(Basic|Bearer)\s+\S+", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
-    """``text`` with every token-like run (16+ URL-safe characters with a digit) masked to
-    ``****`` and its last four characters, as logs show tokens."""
+    """``text`` with credentials (``Basic …``) removed and every token-like run (16+ URL-safe
+    characters with a digit) masked to ``****`` and its last four characters, as logs show
+    tokens."""
 
     def mask(match: re.Match[str]) -> str:
         found = match.group()
@@ -538,7 +541,7 @@ def scrub(text: str) -> str:
             return found  # a long word (e.g. "upstream-connect") is no secret
         return "****" + found[-4:]
 
-    return _TOKEN_LIKE.sub(mask, text)
+    return _TOKEN_LIKE.sub(mask, _CREDENTIAL.sub(r"\1 ***", text))
 
 
 def _header_number(headers: Headers, name: str, kind: type[_N]) -> _N | None:
