@@ -1,14 +1,16 @@
 """The ``klarna-async`` command: ``demo``, ``charge`` and ``sandbox``.
 
-``klarna-async charge INPUT --out RESULTS`` charges customer tokens listed in JSON Lines, one
-charge per line, and appends one JSON line per finished charge to RESULTS, flushed at once, so a
-killed run loses nothing. ``--resume`` keeps what RESULTS already settled (placed or failed) and
-sends the rest again with the same idempotency keys, which are derived from each line's
-``charge_id``: Klarna answers a repeated key with the order it already placed.
+``klarna-async charge INPUT --out RESULTS`` charges the customer tokens listed in INPUT (JSON
+Lines, one charge per line) and appends one JSON line per charge to RESULTS, flushed at once, so
+a killed run loses nothing. Each charge's idempotency key is derived from its ``charge_id``, so
+running the same file again cannot charge twice. ``--resume`` reads RESULTS first (see
+``klarna_async._charge_file``): placed charges are skipped, declined ones too (unless
+``--retry-failed``), unknown ones are sent again with their keys as "may have been placed", and
+everything else (retryable, invalid, never recorded) is sent.
 
-Exit codes: 0 every charge placed; 1 some charges failed (Klarna did not charge them) or input
-lines were invalid; 3 some outcomes are unknown (run again with ``--resume``); 2 bad usage;
-130 interrupted.
+Exit codes: 0 every charge placed; 1 some charges are not placed (declined, retryable, invalid,
+or not sent); 3 some outcomes are unknown (run again with --resume); 4 the run stopped because
+Klarna refused the credentials (fix them, then --resume); 2 bad usage; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import sys
@@ -28,22 +31,37 @@ import attrs
 import orjson
 
 from klarna_async import (
-    ApiError,
     Charge,
     ChargeResult,
-    ChargeStatus,
     KlarnaClient,
-    OutcomeUnknownError,
-    RequestValidationError,
     RetryPolicy,
-    derive_idempotency_key,
+    UnauthorizedError,
+)
+from klarna_async._charge_file import (
+    INVALID,
+    Action,
+    BadLine,
+    bad_line_record,
+    load_results,
+    parse_charge_line,
+    plan,
+    result_record,
+    rewrite,
+    status_text,
 )
 from klarna_async._version import __version__
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_NOT_PLACED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_AUTH = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 DEFAULT_NAMESPACE = "klarna-async-charge"
+DEFAULT_CONCURRENCY = 32
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+class _Usage(Exception):
+    """A usage or file problem: one line on stderr, exit 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,10 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.run(args)
+    except _Usage as problem:
+        print(f"klarna-async: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (they are plain text with line breaks), and option defaults."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,38 +94,74 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="walk through Klarna's order flows against an embedded fake Klarna"
+        "demo",
+        help="walk through Klarna's order flows against an embedded fake Klarna",
+        description="Walk through one-time orders, customer tokens and a faulty nightly batch "
+        "against an embedded fake Klarna (loopback only, no credentials), and check every "
+        "charge against the fake's ledger.",
+        formatter_class=_Help,
     )
-    demo.add_argument("--charges", type=int, default=300, help="recurring charges in the batch")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the injected faults")
+    demo.add_argument(
+        "--charges", type=int, default=300, help="recurring charges in the batch (default: 300)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="seed of the injected faults (default: 7)"
+    )
     demo.set_defaults(run=_run_demo)
 
     charge = commands.add_parser(
         "charge",
         help="charge customer tokens listed in a JSON Lines file",
-        description=__doc__.split("\n\n", 2)[1] if __doc__ else None,
+        description=_CHARGE_DESCRIPTION,
+        formatter_class=_Help,
     )
     charge.add_argument("input", type=Path, help="JSON Lines, one charge per line")
-    charge.add_argument("--out", type=Path, required=True, help="results, JSON Lines (appended)")
+    charge.add_argument(
+        "--out", type=Path, required=True, help="where results go, one JSON line per charge"
+    )
     charge.add_argument(
         "--resume",
         action="store_true",
-        help="skip charges settled in --out; repeat unknown ones with their keys",
+        help="read --out first: skip placed and declined charges, send unknown ones again "
+        "with their keys, send everything else",
     )
-    charge.add_argument("--concurrency", type=int, default=32)
+    charge.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --resume, also send declined charges again (with the same keys: Klarna "
+        "may repeat its first answer for 24 hours)",
+    )
+    charge.add_argument(
+        "--force-after-window",
+        action="store_true",
+        help="with --resume, send unknown charges again even when their key was first sent "
+        "more than 23 hours ago (Klarna keeps keys 24 hours: this could charge twice)",
+    )
+    charge.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"charges in flight at once (default: {DEFAULT_CONCURRENCY})",
+    )
     charge.add_argument(
         "--rate-limit",
         type=float,
         default=None,
-        help="requests per second (default: Klarna's documented limit)",
+        help="requests per second at most (default: 90 %% of Klarna's documented limit, 45/s "
+        "in playground and 180/s in production; no limit with --base-url or --sandbox)",
     )
     charge.add_argument(
         "--namespace",
         default=DEFAULT_NAMESPACE,
-        help="namespace of the idempotency keys derived from charge ids",
+        help=f"namespace of the keys derived from charge ids (default: {DEFAULT_NAMESPACE})",
     )
-    charge.add_argument("--max-attempts", type=int, default=5)
-    charge.add_argument("--base-url", help="another server than Klarna's (e.g. a sandbox)")
+    charge.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"attempts per charge, the first included (default: {DEFAULT_MAX_ATTEMPTS})",
+    )
+    charge.add_argument("--base-url", help="another server than Klarna's, e.g. a sandbox")
     charge.add_argument(
         "--sandbox",
         action="store_true",
@@ -119,11 +180,49 @@ def _parser() -> argparse.ArgumentParser:
     from klarna_async.testing import _sandbox
 
     sandbox = commands.add_parser(
-        "sandbox", help="serve the fake Klarna on loopback, with its ledger and test controls"
+        "sandbox",
+        help="serve the fake Klarna on loopback, with its ledger and test controls",
+        description=_SANDBOX_DESCRIPTION,
+        formatter_class=_Help,
     )
     _sandbox.add_arguments(sandbox)
     sandbox.set_defaults(run=_sandbox.run)
     return parser
+
+
+_CHARGE_DESCRIPTION = """\
+Charge the customer tokens listed in INPUT, one JSON object per line:
+
+  {"charge_id": "sub-42:2026-11", "customer_token": "...", "amount": 999,
+   "currency": "EUR", "subscription": {"name": "Premium", "interval": "MONTH",
+   "interval_count": 1}}
+
+(or "order": a full customer-token order body instead of amount/currency/subscription).
+Each charge's Klarna-Idempotency-Key is derived from its charge_id, so the same file run
+again cannot charge twice. One result line per charge goes to --out as it finishes:
+placed, declined (Klarna said no: do not repeat blindly), retryable (not charged, safe to
+send again), unknown (may have been charged: run again with --resume within 23 hours) or
+invalid (not sent: the line says why).
+
+Credentials come from KLARNA_USERNAME and KLARNA_PASSWORD; KLARNA_REGION (eu, na or oc;
+default eu) and KLARNA_ENVIRONMENT (playground or production; default playground) are
+optional. Or use --sandbox to try it without any.
+
+A run that Klarna answers with 401 (wrong credentials) stops at once; fix them and run
+again with --resume.
+
+Exit codes: 0 every charge placed; 1 some not placed (declined, retryable, invalid, or
+not sent); 3 some unknown (run again with --resume); 4 stopped on wrong credentials;
+2 bad usage or file; 130 interrupted (the summary so far is printed).
+"""
+
+
+_SANDBOX_DESCRIPTION = """\
+Serve the fake Klarna (Payments and Customer Token APIs, with state, a ledger and fault
+injection) over HTTP on loopback, until Ctrl-C. It prints its URL and credentials when
+ready. Its test controls need no credentials: GET /_fake/ lists them, GET /_fake/ledger
+shows what happened. It is a fake with fixed credentials: do not expose it.
+"""
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -135,235 +234,81 @@ def _run_demo(args: argparse.Namespace) -> int:
 # --- charge -------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class _Line:
-    number: int
-    charge: Charge
-
-
-@attrs.frozen
-class _BadLine:
-    number: int
-    problem: str
-
-
-def parse_charge_line(raw: bytes, number: int, namespace: str) -> _Line | _BadLine:
-    """One input line as a :class:`Charge`, or why it cannot be one (never sent)."""
+def _check_usage(args: argparse.Namespace) -> None:
+    if args.concurrency < 1 or args.max_attempts < 1:
+        raise _Usage("--concurrency and --max-attempts must be at least 1")
+    if args.sandbox and args.base_url:
+        raise _Usage("--sandbox and --base-url exclude each other")
+    if (args.retry_failed or args.force_after_window) and not args.resume:
+        raise _Usage("--retry-failed and --force-after-window only make sense with --resume")
+    if not args.input.exists():
+        raise _Usage(f"no such input file: {args.input}")
+    if not args.input.is_file():
+        raise _Usage(f"the input is not a file: {args.input}")
+    if args.out.exists() and not args.out.is_file():
+        raise _Usage(f"--out is not a file: {args.out}")
+    if not args.out.parent.is_dir():
+        raise _Usage(f"the directory of --out does not exist: {args.out.parent}")
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return _BadLine(number, f"not JSON: {exc}")
-    if not isinstance(data, dict):
-        return _BadLine(number, "a line must be a JSON object")
-    problems = []
-    charge_id = data.get("charge_id")
-    token = data.get("customer_token")
-    if not isinstance(charge_id, str) or not charge_id:
-        problems.append("$.charge_id: a non-empty string is required")
-    if not isinstance(token, str) or not token:
-        problems.append("$.customer_token: a non-empty string is required")
-    order = data.get("order")
-    if order is None:
-        order, more = _order_from_short_form(data)
-        problems.extend(more)
-    elif not isinstance(order, dict):
-        problems.append("$.order: must be an object (a customer-token order body)")
-    explicit_key = data.get("idempotency_key")
-    if explicit_key is not None and (not isinstance(explicit_key, str) or not explicit_key):
-        problems.append("$.idempotency_key: must be a non-empty string when given")
-    if problems or not isinstance(charge_id, str) or not isinstance(token, str):
-        return _BadLine(number, "; ".join(problems))
-    key = explicit_key or derive_idempotency_key(namespace, charge_id)
-    charge = Charge(
-        customer_token=token,
-        request=order,
-        idempotency_key=key,
-        charge_id=charge_id,
-    )
-    return _Line(number, charge)
+        with args.input.open("rb"):
+            pass
+    except OSError as error:
+        raise _Usage(f"cannot read {args.input}: {error.strerror}") from None
 
 
-def _order_from_short_form(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``amount``, ``currency`` and ``subscription`` become a one-line subscription order."""
-    problems = []
-    amount, currency = data.get("amount"), data.get("currency")
-    subscription = data.get("subscription")
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        problems.append("$.amount: an integer in minor units is required (or give $.order)")
-    if not isinstance(currency, str):
-        problems.append("$.currency: an ISO 4217 code is required (or give $.order)")
-    if not isinstance(subscription, dict):
-        problems.append("$.subscription: {name, interval, interval_count} is required")
-    tax_rate = data.get("tax_rate", 0)
-    if not isinstance(tax_rate, int) or isinstance(tax_rate, bool) or not 0 <= tax_rate <= 10000:
-        problems.append("$.tax_rate: an integer from 0 to 10000 (basis points) when given")
-    if problems or not isinstance(amount, int) or not isinstance(subscription, dict):
-        return {}, problems
-    # Tax included in the amount, as Klarna counts it: amount - amount * 10000 / (10000 + rate).
-    tax = amount - amount * 10000 // (10000 + tax_rate)
-    line: dict[str, Any] = {
-        "type": "digital",
-        "name": data.get("description") or subscription.get("name") or "Subscription",
-        "quantity": 1,
-        "unit_price": amount,
-        "total_amount": amount,
-        "tax_rate": tax_rate,
-        "total_tax_amount": tax,
-        "subscription": subscription,
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    if args.sandbox:
+        return {}
+    username, password = os.environ.get("KLARNA_USERNAME"), os.environ.get("KLARNA_PASSWORD")
+    if not username or not password:
+        missing = " and ".join(
+            name
+            for name, value in (("KLARNA_USERNAME", username), ("KLARNA_PASSWORD", password))
+            if not value
+        )
+        raise _Usage(
+            f"set {missing} (KLARNA_REGION and KLARNA_ENVIRONMENT are optional: "
+            "eu and playground by default), or use --sandbox"
+        )
+    settings: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "region": os.environ.get("KLARNA_REGION", "eu"),
+        "environment": os.environ.get("KLARNA_ENVIRONMENT", "playground"),
     }
-    order: dict[str, Any] = {
-        "purchase_currency": currency,
-        "order_amount": amount,
-        "order_tax_amount": tax,
-        "order_lines": [line],
-        "merchant_reference1": data.get("merchant_reference1") or data.get("charge_id"),
-    }
-    if "auto_capture" in data:
-        order["auto_capture"] = data["auto_capture"]
-    return order, []
-
-
-def result_record(result: ChargeResult, line: int | None = None) -> dict[str, Any]:
-    """A result as one JSON line: what happened, with what is needed to look it up."""
-    charge = result.charge
-    record: dict[str, Any] = {
-        "charge_id": charge.charge_id,
-        "status": result.status.value,
-        "idempotency_key": charge.idempotency_key,
-        "attempts": result.attempts,
-        "elapsed": round(result.elapsed, 4),
-    }
-    if line is not None:
-        record["line"] = line
-    if result.order is not None:
-        record["order_id"] = result.order.order_id
-        record["fraud_status"] = str(result.order.fraud_status)
-    error = result.error
-    if error is not None:
-        record["error_type"] = type(error).__name__
-        if isinstance(error, ApiError):
-            record["error_code"] = error.error_code
-            record["correlation_id"] = error.correlation_id
-        elif isinstance(error, OutcomeUnknownError) and isinstance(error.last_error, ApiError):
-            record["error_code"] = error.last_error.error_code
-        record["error"] = _one_line(str(error))
-    return record
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
-
-
-def load_settled(path: Path) -> dict[str, dict[str, Any]]:
-    """The records of RESULTS that are final (placed or failed), by charge id.
-
-    Unknown outcomes, a torn last line from a killed run, and anything unreadable are dropped,
-    so those charges are sent again with their same keys.
-    """
-    settled: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return settled
-    with path.open("rb") as handle:
-        for raw in handle:
-            try:
-                record = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(record, dict):
-                continue
-            charge_id = record.get("charge_id")
-            if isinstance(charge_id, str) and record.get("status") in ("placed", "failed"):
-                settled[charge_id] = record
-    return settled
-
-
-def _rewrite(path: Path, records: Iterator[dict[str, Any]]) -> None:
-    """Replace RESULTS atomically with ``records`` (so every charge appears in it once)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        for record in records:
-            handle.write(orjson.dumps(record) + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-@attrs.define
-class _Tally:
-    placed: int = 0
-    failed: int = 0
-    unknown: int = 0
-    invalid: int = 0
-    skipped: int = 0
-    retried: int = 0
-    started: float = attrs.field(factory=time.monotonic)
-
-    def add(self, result: ChargeResult) -> None:
-        status = result.status
-        if status is ChargeStatus.PLACED:
-            self.placed += 1
-        elif status is ChargeStatus.UNKNOWN:
-            self.unknown += 1
-        else:
-            self.failed += 1
-        if result.attempts > 1:
-            self.retried += 1
-
-    @property
-    def done(self) -> int:
-        return self.placed + self.failed + self.unknown
-
-    def rate(self) -> float:
-        return self.done / max(time.monotonic() - self.started, 1e-9)
+    if args.base_url:
+        settings["base_url"] = args.base_url
+    return settings
 
 
 def _run_charge(args: argparse.Namespace) -> int:
-    if args.concurrency < 1 or args.max_attempts < 1:
-        print("--concurrency and --max-attempts must be >= 1", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.input.exists():
-        print(f"no such input file: {args.input}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.sandbox and args.base_url:
-        print("--sandbox and --base-url exclude each other", file=sys.stderr)
-        return EXIT_USAGE
+    _check_usage(args)
+    settings = _settings(args)
     if args.verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         library_logger = logging.getLogger("klarna_async")
         library_logger.addHandler(handler)
         library_logger.setLevel(logging.WARNING if args.verbose == 1 else logging.DEBUG)
-    return asyncio.run(_charge(args))
+    run = _Run(args)
+    try:
+        return asyncio.run(_charge(args, settings, run))
+    except KeyboardInterrupt:
+        run.interrupted = True
+        run.summary(sys.stdout)
+        raise
 
 
-async def _charge(args: argparse.Namespace) -> int:
+async def _charge(args: argparse.Namespace, settings: dict[str, Any], run: _Run) -> int:
     async with contextlib.AsyncExitStack() as stack:
-        settings: dict[str, Any] = {}
         if args.sandbox:
             from klarna_async.testing import FakeKlarna
 
             fake = await stack.enter_async_context(FakeKlarna(accept_unknown_tokens=True))
             settings = {"username": fake.username, "password": fake.password, "base_url": fake.url}
-        else:
-            try:
-                settings = {
-                    "username": os.environ["KLARNA_USERNAME"],
-                    "password": os.environ["KLARNA_PASSWORD"],
-                    "region": os.environ.get("KLARNA_REGION", "eu"),
-                    "environment": os.environ.get("KLARNA_ENVIRONMENT", "playground"),
-                }
-            except KeyError as missing:
-                print(
-                    f"set {missing.args[0]} (and KLARNA_PASSWORD, KLARNA_REGION, "
-                    "KLARNA_ENVIRONMENT), or use --sandbox",
-                    file=sys.stderr,
-                )
-                return EXIT_USAGE
-            if args.base_url:
-                settings["base_url"] = args.base_url
         rate: dict[str, Any] = {} if args.rate_limit is None else {"rate_limit": args.rate_limit}
-        client = await stack.enter_async_context(
-            KlarnaClient(
+        try:
+            client = KlarnaClient(
                 **settings,
                 **rate,
                 connection_limit=args.concurrency,
@@ -374,67 +319,237 @@ async def _charge(args: argparse.Namespace) -> int:
                     attempt_timeout=30.0,
                 ),
             )
-        )
-        return await _charge_with(client, args)
+        except ValueError as problem:
+            raise _Usage(str(problem)) from None
+        await stack.enter_async_context(client)
+        return await run.execute(client)
 
 
-async def _charge_with(client: KlarnaClient, args: argparse.Namespace) -> int:
-    settled = load_settled(args.out) if args.resume else {}
-    if args.resume:
-        _rewrite(args.out, iter(settled.values()))
-    tally = _Tally(skipped=len(settled))
-    bad: list[_BadLine] = []
-    line_of: dict[int, int] = {}
+@attrs.define
+class _Tally:
+    placed: int = 0
+    declined: int = 0
+    retryable: int = 0
+    unknown: int = 0
+    invalid: int = 0
+    #: From RESULTS, not sent again: placed, declined, unknown past the key window.
+    placed_before: int = 0
+    declined_before: int = 0
+    refused_window: int = 0
+    #: Lines left unread when the run stopped (wrong credentials).
+    not_sent: int = 0
+    retried: int = 0
+    total: int | None = None
+    started: float = attrs.field(factory=time.monotonic)
 
-    def charges() -> Iterator[Charge]:
+    def add(self, status: str, attempts: int) -> None:
+        if status == INVALID:
+            self.invalid += 1
+        else:
+            setattr(self, status, getattr(self, status) + 1)
+        if attempts > 1:
+            self.retried += 1
+
+    @property
+    def done(self) -> int:
+        return self.placed + self.declined + self.retryable + self.unknown + self.invalid
+
+    @property
+    def seen(self) -> int:
+        return self.done + self.placed_before + self.declined_before + self.refused_window
+
+    def rate(self) -> float:
+        return self.done / max(time.monotonic() - self.started, 1e-9)
+
+
+class _Run:
+    """One run of ``klarna-async charge``: the plan from RESULTS, the batch, the records."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tally = _Tally()
+        self.interrupted = False
+        self.auth_refused = False
+        self.in_flight = 0
+        self._first_attempt: dict[int, dt.datetime] = {}
+        self._line_of: dict[int, int] = {}
+        self._out: IO[bytes] | None = None
+
+    async def execute(self, client: KlarnaClient) -> int:
+        args = self.args
+        history = load_results(args.out) if args.resume else {}
+        if args.resume:
+            # One line per charge again; a record being re-sent stays until its new one lands,
+            # so a run killed now still knows it (and when its key was first sent).
+            rewrite(args.out, history.values())
+        self.tally.total = _count_lines(args.input)
+        progress = _Progress(self.tally, enabled=not args.no_progress)
+        with args.out.open("ab") as out, progress:
+            self._out = out
+            try:
+                async for result in client.customer_tokens.charge_many(
+                    self._charges(history), concurrency=args.concurrency
+                ):
+                    self._record(result)
+                    progress.update()
+            except asyncio.CancelledError:
+                self.interrupted = True
+                raise
+        if self.auth_refused:
+            self.tally.not_sent = max(0, (self.tally.total or 0) - self.tally.seen)
+        self.summary(sys.stdout)
+        return self.exit_code()
+
+    def _charges(self, history: dict[str, dict[str, Any]]) -> Iterator[Charge]:
+        args = self.args
         seen: set[str] = set()
         with args.input.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
+                if self.auth_refused:
+                    return  # 401: nothing more is sent; --resume picks up from here
                 if not raw.strip():
                     continue
                 parsed = parse_charge_line(raw, number, args.namespace)
-                if isinstance(parsed, _BadLine):
-                    bad.append(parsed)
-                    tally.invalid += 1
-                    print(f"line {number}: skipped, not sent: {parsed.problem}", file=sys.stderr)
+                if isinstance(parsed, BadLine):
+                    self._bad(parsed)
                     continue
-                charge_id = parsed.charge.charge_id
+                charge = parsed.charge
+                charge_id = charge.charge_id
                 assert charge_id is not None
-                if charge_id in settled:
-                    continue
                 if charge_id in seen:
-                    tally.invalid += 1
+                    self._bad(BadLine(number, f"charge_id {charge_id!r} repeats an earlier line"))
+                    continue
+                seen.add(charge_id)
+                record = history.get(charge_id)
+                action = plan(
+                    record,
+                    retry_declined=args.retry_failed,
+                    force_after_window=args.force_after_window,
+                )
+                if action is Action.SKIP_PLACED:
+                    self.tally.placed_before += 1
+                    continue
+                if action is Action.SKIP_DECLINED:
+                    self.tally.declined_before += 1
+                    continue
+                if action is Action.REFUSE_WINDOW:
+                    self.tally.refused_window += 1
                     print(
-                        f"line {number}: skipped, charge_id {charge_id!r} repeats an earlier line",
+                        f"line {number}: charge {charge_id!r} not sent again: its outcome is "
+                        f"unknown since {record and record.get('first_attempt_at')}, more than "
+                        "23 hours ago, and Klarna keeps an idempotency key only 24 hours, so a "
+                        "repeat could charge twice. Look the order up in the Merchant Portal "
+                        "(merchant_reference1), then use --force-after-window to send it anyway.",
                         file=sys.stderr,
                     )
                     continue
-                seen.add(charge_id)
-                line_of[id(parsed.charge)] = number
-                yield parsed.charge
+                if action is Action.REDRIVE:
+                    assert record is not None
+                    key = record.get("idempotency_key")
+                    if isinstance(key, str) and key != charge.idempotency_key:
+                        # The key that may have placed it is the only safe one to repeat.
+                        print(
+                            f"line {number}: charge {charge_id!r} is re-sent with the key it "
+                            "was first sent with, not the one derived now (did --namespace "
+                            "change?)",
+                            file=sys.stderr,
+                        )
+                        charge = attrs.evolve(charge, idempotency_key=key)
+                    charge = attrs.evolve(charge, after_unknown=True)
+                    first = record.get("first_attempt_at")
+                    if isinstance(first, str):
+                        self._first_attempt[id(charge)] = dt.datetime.fromisoformat(
+                            first.replace("Z", "+00:00")
+                        )
+                self._line_of[id(charge)] = number
+                yield charge
 
-    progress = _Progress(tally, enabled=not args.no_progress)
-    with args.out.open("ab") as out, progress:
-        async for result in client.customer_tokens.charge_many(
-            charges(), concurrency=args.concurrency
-        ):
-            if isinstance(result.error, RequestValidationError):
-                tally.invalid += 1
-            tally.add(result)
-            record = result_record(result, line_of.pop(id(result.charge), None))
-            out.write(orjson.dumps(record) + b"\n")
-            out.flush()
-            progress.update()
-    _summary(tally, args.out, sys.stdout)
-    if tally.unknown:
-        return EXIT_UNKNOWN
-    if tally.failed or tally.invalid:
-        return EXIT_FAILED
-    return EXIT_OK
+    def _bad(self, bad: BadLine) -> None:
+        self.tally.add(INVALID, 0)
+        print(f"line {bad.number}: invalid, not sent: {bad.problem}", file=sys.stderr)
+        self._write(bad_line_record(bad))
+
+    def _record(self, result: ChargeResult) -> None:
+        key = id(result.charge)
+        line = self._line_of.pop(key, None)
+        status = status_text(result)
+        if status == INVALID:
+            # The same words as for a line that is not JSON: where, and why, once.
+            print(f"line {line}: invalid, not sent: {result.error}", file=sys.stderr)
+        self.tally.add(status, result.attempts)
+        self._write(
+            result_record(result, line, first_attempt_at=self._first_attempt.pop(key, None))
+        )
+        if isinstance(result.error, UnauthorizedError) and not self.auth_refused:
+            self.auth_refused = True
+            print(
+                "Klarna refused the credentials (HTTP 401): check KLARNA_USERNAME, "
+                "KLARNA_PASSWORD, KLARNA_REGION and KLARNA_ENVIRONMENT. The run stops here; "
+                "nothing was charged with them. Fix them and run again with --resume.",
+                file=sys.stderr,
+            )
+
+    def _write(self, record: dict[str, Any]) -> None:
+        assert self._out is not None
+        self._out.write(orjson.dumps(record) + b"\n")
+        self._out.flush()
+
+    def exit_code(self) -> int:
+        t = self.tally
+        if self.auth_refused:
+            return EXIT_AUTH
+        if t.unknown or t.refused_window:
+            return EXIT_UNKNOWN
+        if t.declined or t.retryable or t.invalid or t.declined_before or t.not_sent:
+            return EXIT_NOT_PLACED
+        return EXIT_OK
+
+    def summary(self, stream: IO[str]) -> None:
+        t = self.tally
+        elapsed = time.monotonic() - t.started
+        rows = [
+            ("placed", t.placed),
+            ("declined by Klarna", t.declined),
+            ("retryable (not charged)", t.retryable),
+            ("unknown (run --resume)", t.unknown),
+            ("invalid lines (not sent)", t.invalid),
+            ("placed before, skipped", t.placed_before),
+            ("declined before, skipped", t.declined_before),
+            ("unknown past the key window", t.refused_window),
+            ("not sent (run stopped)", t.not_sent),
+            ("needed retries", t.retried),
+        ]
+        width = max(len(name) for name, _ in rows)
+        head = "interrupted after" if self.interrupted else "done:"
+        print(
+            f"\nklarna-async charge {head} {t.done} charges in {elapsed:.1f} s "
+            f"({t.rate():.0f}/s); results in {self.args.out}",
+            file=stream,
+        )
+        for name, value in rows:
+            if value or name in ("placed", "unknown (run --resume)"):
+                print(f"  {name:<{width}}  {value:>8}", file=stream)
+        if self.interrupted:
+            print(
+                "  charges in flight when interrupted have no result line: --resume sends them "
+                "again with the same keys (safe)",
+                file=stream,
+            )
+        stream.flush()
+
+
+def _count_lines(path: Path) -> int:
+    """Non-empty lines: the total the progress display counts to."""
+    count = 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                count += 1
+    return count
 
 
 class _Progress:
-    """A rich progress bar when rich is installed and stderr is a terminal; else quiet lines."""
+    """A rich progress bar (with the ``[cli]`` extra, on a terminal), else a line every 2 s."""
 
     def __init__(self, tally: _Tally, *, enabled: bool) -> None:
         self.tally = tally
@@ -444,60 +559,69 @@ class _Progress:
         self._last = 0.0
 
     def __enter__(self) -> _Progress:
-        if not self.enabled:
-            return self
+        if not self.enabled or not sys.stderr.isatty():
+            return self  # off, or plain lines (to a file, a pipe, CI logs)
         try:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
         except ImportError:
             return self
-        if not sys.stderr.isatty():
-            return self
         self._rich = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=False
+            TextColumn("charging"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}/s"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[statuses]}"),
+            transient=False,
         )
         self._rich.__enter__()
-        self._task = self._rich.add_task(self._text(), total=None)
+        self._task = self._rich.add_task(
+            "charge", total=self.tally.total, rate="0", statuses=self._statuses()
+        )
         return self
 
-    def _text(self) -> str:
+    def _statuses(self) -> str:
         t = self.tally
         return (
-            f"{t.done} done, {t.rate():.0f}/s | placed {t.placed} | failed {t.failed} | "
-            f"unknown {t.unknown} | retried {t.retried}"
+            f"placed {t.placed} | declined {t.declined} | retryable {t.retryable} | "
+            f"unknown {t.unknown} | invalid {t.invalid}"
         )
+
+    def _line(self) -> str:
+        t = self.tally
+        rate = t.rate()
+        total = t.total or 0
+        left = max(total - t.seen, 0)
+        eta = f"{left / rate:.0f} s" if rate > 0 else "?"
+        share = f" ({100 * t.seen / total:.1f} %)" if total else ""
+        return f"{t.seen}/{total}{share}, {rate:.0f}/s, ETA {eta} | {self._statuses()}"
 
     def update(self) -> None:
         if not self.enabled:
             return
         if self._rich is not None:
-            self._rich.update(self._task, description=self._text())
+            self._rich.update(
+                self._task,
+                completed=self.tally.seen,
+                rate=f"{self.tally.rate():.0f}",
+                statuses=self._statuses(),
+            )
             return
-        now = time.monotonic()
-        if now - self._last >= 2.0:
-            self._last = now
-            print(self._text(), file=sys.stderr, flush=True)
+        now_ = time.monotonic()
+        if now_ - self._last >= 2.0:
+            self._last = now_
+            print(self._line(), file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._rich is not None:
-            self._rich.update(self._task, description=self._text())
+            self.update()
             self._rich.__exit__(None, None, None)
-
-
-def _summary(tally: _Tally, out: Path, stream: IO[str]) -> None:
-    elapsed = time.monotonic() - tally.started
-    rows = [
-        ("placed", tally.placed),
-        ("failed (not charged)", tally.failed),
-        ("unknown (run --resume)", tally.unknown),
-        ("invalid input lines", tally.invalid),
-        ("already settled, skipped", tally.skipped),
-        ("needed retries", tally.retried),
-    ]
-    width = max(len(name) for name, _ in rows)
-    print(
-        f"\nklarna-async charge: {tally.done} charges in {elapsed:.1f} s "
-        f"({tally.rate():.0f}/s); results in {out}",
-        file=stream,
-    )
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value:>8}", file=stream)
