@@ -4,9 +4,29 @@ Everything public is importable from here; the modules behind it are private::
 
     async with KlarnaClient(username=..., password=..., region="eu") as client:
         order = await client.customer_tokens.create_order(token, request, idempotency_key=key)
+
+The private modules, top to bottom (each imports only those below it; a test checks):
+
+=========================  ================================================================
+``_cli``, ``_demo``        the ``klarna-async`` command
+``_charge_file``           charge files and results files: lines, records, the resume plan
+``_client``                ``KlarnaClient``: configuration, lifecycle, the resources wired in
+``_resources/``            one class per Klarna API, one method per endpoint
+``_batch``                 the lazy, bounded batch runner; ``Charge``, ``ChargeResult``
+``_request``               the one request path: ``Endpoint``, ``Requester`` (the pool)
+``_retry``                 retries and the outcome model: what proves "not charged"
+``_transport``             one HTTP attempt over aiohttp
+``_responses``             sans-I/O: an answer becomes a model or a typed error
+``_ratelimit``             client-side pacing (the ``Pacer`` protocol)
+``_validation``            checks a request against Klarna's specs before sending
+``_converter``             the one cattrs converter
+``_models/``, ``_errors``  the wire models, the exception tree, configuration
+=========================  ================================================================
+
+``klarna_async.testing`` is the fake Klarna; it shares no code with the above.
 """
 
-import logging
+import logging as _logging
 
 from klarna_async._batch import Charge, ChargeResult, ChargeStatus
 from klarna_async._client import KlarnaClient
@@ -82,7 +102,8 @@ from klarna_async._models import (
     TokenOrderRequest,
     TokenStatus,
 )
-from klarna_async._resources.customer_tokens import derive_idempotency_key
+from klarna_async._resources.customer_tokens import CustomerTokens, derive_idempotency_key
+from klarna_async._resources.payments import Payments
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
 from klarna_async._version import __version__
 
@@ -111,6 +132,7 @@ __all__ = [
     "CustomerTokenCreated",
     "CustomerTokenCustomer",
     "CustomerTokenRequest",
+    "CustomerTokens",
     "DeadlineExceededError",
     "DirectDebit",
     "Environment",
@@ -136,6 +158,7 @@ __all__ = [
     "PaymentMethodCategory",
     "PaymentMethodFailedError",
     "PaymentMethodType",
+    "Payments",
     "ProductIdentifiers",
     "ProxyError",
     "RateLimitedError",
@@ -171,4 +194,17 @@ __all__ = [
 
 # A library logs; the application decides where logs go (and Python's last-resort handler must
 # not print our retry warnings to stderr by itself).
-logging.getLogger("klarna_async").addHandler(logging.NullHandler())
+_logging.getLogger("klarna_async").addHandler(_logging.NullHandler())
+
+
+def _public_home() -> None:
+    # Public names say they live here (help(), reprs, pickles, Sphinx), not in the private
+    # module that defines them.
+    for name in __all__:
+        value = globals()[name]
+        if isinstance(value, type) or callable(value):
+            value.__module__ = __name__
+
+
+_public_home()
+del _public_home

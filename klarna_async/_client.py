@@ -139,10 +139,20 @@ class KlarnaClient:
             pacer=self.rate_limiter,
             check_amounts=check_amounts,
         )
-        #: The Klarna Payments API: sessions, one-time orders, customer tokens.
-        self.payments: Payments = Payments(self._requester)
-        #: The Customer Token API: read, charge (recurring orders, ``charge_many``), cancel.
-        self.customer_tokens: CustomerTokens = CustomerTokens(self._requester)
+        self._payments = Payments(self._requester)
+        self._customer_tokens = CustomerTokens(self._requester)
+
+    @property
+    def payments(self) -> Payments:
+        """The Klarna Payments API (:class:`Payments`): sessions, one-time orders on an
+        authorization token, customer tokens (``create_customer_token``)."""
+        return self._payments
+
+    @property
+    def customer_tokens(self) -> CustomerTokens:
+        """The Customer Token API (:class:`CustomerTokens`): read and cancel tokens, charge
+        them (recurring orders with an idempotency key), ``charge_many`` for batches."""
+        return self._customer_tokens
 
     def __repr__(self) -> str:
         return (

@@ -72,6 +72,7 @@ class Credentials:
         return f"Credentials(username={self.username!r}, password='***')"
 
     def authorization_header(self) -> str:
+        """The ``Authorization`` header value (``Basic`` + base64): never log it."""
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 

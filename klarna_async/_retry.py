@@ -246,6 +246,7 @@ class RetryBudget:
         return bucket
 
     def record_call(self) -> None:
+        """Count one call (every call of the client passes here once)."""
         self._bucket()[1] += 1
 
     def try_spend(self) -> bool:

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parent.parent / "klarna_async"
+import klarna_async
+
+# The package under test: the source tree, or the installed wheel under `nox -s tests`.
+PACKAGE = Path(klarna_async.__file__).parent
 
 #: Top to bottom. A module may import modules of lower layers only; within a layer, only
 #: modules of its own package (``_models.common`` -> ``_models.enums``).

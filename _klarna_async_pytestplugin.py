@@ -1,5 +1,11 @@
 """pytest fixtures for the fake Klarna (registered automatically as the ``klarna_async`` plugin).
 
+A top-level module of its own, beside the ``klarna_async`` package (as Hypothesis does with
+``_hypothesis_pytestplugin``): pytest imports every installed plugin on every run, and importing
+anything inside ``klarna_async`` would import the whole client (aiohttp, cattrs, orjson) into
+test runs that never use a fixture. This module imports only pytest and the standard library;
+``klarna_async`` is imported when a fixture is used.
+
 * ``fake_klarna``: a started :class:`~klarna_async.testing.FakeKlarna` with default options
   (``fake.url``, username ``test_user``, password ``test_password``), fresh for each test.
 * ``fake_klarna_factory``: ``await fake_klarna_factory(rate_limit=5, seed=1)`` starts more fakes
@@ -12,7 +18,7 @@ start its own ``FakeKlarna`` instead. Without pytest-asyncio (or with ``-p no:as
 runs on a background thread (:func:`~klarna_async.testing.serve_in_thread`) and the factory is a
 plain function: the fixtures then work from synchronous tests and from any other async plugin.
 
-The plugin imports nothing heavy until a fixture is used, and never fails a pytest run by itself.
+It never fails a pytest run by itself.
 """
 
 from __future__ import annotations
