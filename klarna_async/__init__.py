@@ -27,6 +27,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 """
 
 import logging as _logging
+import typing as _typing
 
 from klarna_async._batch import Charge, ChargeResult, ChargeStatus
 from klarna_async._client import KlarnaClient
@@ -198,11 +199,19 @@ _logging.getLogger("klarna_async").addHandler(_logging.NullHandler())
 
 
 def _public_home() -> None:
-    # Public names say they live here (help(), reprs, pickles, Sphinx), not in the private
-    # module that defines them.
+    # Public names say they live here (help(), reprs, pickles, docs), not in the private module
+    # that defines them. A class's string annotations (``from __future__ import annotations``)
+    # are resolved in the globals of its __module__, so they are resolved first, in their own
+    # module, and stored as objects: typing.get_type_hints() (cattrs, FastAPI, users) still works.
     for name in __all__:
         value = globals()[name]
-        if isinstance(value, type) or callable(value):
+        if isinstance(value, type):
+            own = value.__dict__.get("__annotations__")
+            if own:
+                hints = _typing.get_type_hints(value, include_extras=True)
+                value.__annotations__ = {key: hints[key] for key in own}
+            value.__module__ = __name__
+        elif callable(value):
             value.__module__ = __name__
 
 
