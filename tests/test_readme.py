@@ -1,13 +1,18 @@
-"""The README's FastAPI snippet, run as written against the fake Klarna."""
+"""The README's service recipes (FastAPI, aiohttp.web), run as written against the fake Klarna,
+and type-checked with mypy --strict as a user's project would."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from klarna_async import Intent, KlarnaClient
 from klarna_async._converter import to_dict
@@ -16,39 +21,104 @@ from tests import samples
 
 README = Path(__file__).parent.parent / "README.md"
 
+#: (status, JSON body) of a POST /checkout/{token} with a JSON body.
+Post = Callable[[str, Any], Awaitable[tuple[int, Any]]]
 
-def fastapi_snippet() -> str:
+
+def snippet(name: str) -> str:
     text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- fastapi-snippet.*?-->\s*```python\n(.*?)```", text, re.DOTALL)
-    assert match, "the README lost its FastAPI snippet"
+    match = re.search(rf"<!-- {name}-snippet.*?-->\s*```python\n(.*?)```", text, re.DOTALL)
+    assert match, f"the README lost its {name} snippet"
     return match.group(1)
 
 
-async def test_fastapi_snippet(monkeypatch: pytest.MonkeyPatch):
-    """The lifespan opens the client; the handler places an order, maps expiry and unknowns."""
+def run(name: str) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": f"readme_{name}"}
+    exec(compile(snippet(name), f"README.md ({name})", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeKlarna]:
     async with FakeKlarna() as fake:
         monkeypatch.setenv("KLARNA_USERNAME", fake.username)
         monkeypatch.setenv("KLARNA_PASSWORD", fake.password)
         monkeypatch.setenv("KLARNA_BASE_URL", fake.url)
-        namespace: dict[str, Any] = {}
-        exec(compile(fastapi_snippet(), "README.md", "exec"), namespace)  # noqa: S102
-        app = namespace["app"]
-        body = to_dict(samples.one_time_order())
+        yield fake
 
-        async with KlarnaClient(
-            username=fake.username, password=fake.password, base_url=fake.url
-        ) as setup:
-            session = await setup.payments.create_session(samples.session_request(Intent.BUY))
-        token = fake.authorize(session.session_id)
 
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://shop") as http:
-                placed = await http.post(f"/checkout/{token}", json=body)
-                again = await http.post(f"/checkout/{token}", json=body)
-            assert isinstance(app.state.klarna, KlarnaClient)
-        assert app.state.klarna.closed
-        assert 200 == placed.status_code
-        assert "placed" == placed.json()["status"]
-        assert [placed.json()["order_id"]] == [o.order_id for o in fake.ledger.orders]
-        assert 409 == again.status_code
+async def authorized(fake: FakeKlarna) -> str:
+    async with KlarnaClient(
+        username=fake.username, password=fake.password, base_url=fake.url
+    ) as setup:
+        session = await setup.payments.create_session(samples.session_request(Intent.BUY))
+    return fake.authorize(session.session_id)
+
+
+async def check_recipe(fake: FakeKlarna, post: Post) -> None:
+    """Placed; the same token again (expired) 409; a bad body 422 with JSON paths; a cart that
+    differs from the authorized one 409 with the fields; one order in the ledger."""
+    body = to_dict(samples.one_time_order())
+    token = await authorized(fake)
+    status, placed = await post(token, body)
+    assert (200, "placed") == (status, placed["status"])
+    assert [placed["order_id"]] == [o.order_id for o in fake.ledger.orders]
+    assert "ACCEPTED" == placed["fraud_status"]
+    assert 409 == (await post(token, body))[0]
+
+    bad = {**body, "order_amount": "ten", "purchase_currency": "EURO"}
+    status, problems = await post(await authorized(fake), bad)
+    assert 422 == status
+    assert "$.order_amount" in str(problems)
+    assert "$.purchase_currency" in str(problems)
+
+    changed = to_dict(samples.one_time_order())
+    changed["billing_address"]["postal_code"] = "10001"
+    status, mismatch = await post(await authorized(fake), changed)
+    assert 409 == status
+    assert "billing_address.postal_code" in str(mismatch)
+    assert 1 == len(fake.ledger.orders)
+
+
+async def test_fastapi_recipe(fake: FakeKlarna):
+    app = run("fastapi")["app"]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as http:
+
+            async def post(token: str, body: Any) -> tuple[int, Any]:
+                answer = await http.post(f"/checkout/{token}", json=body)
+                return answer.status_code, answer.json()
+
+            await check_recipe(fake, post)
+        assert isinstance(app.state.klarna, KlarnaClient)
+    assert app.state.klarna.closed
+
+
+async def test_aiohttp_recipe(fake: FakeKlarna):
+    namespace = run("aiohttp")
+    app = namespace["make_app"]()
+    async with TestClient(TestServer(app)) as http:
+
+        async def post(token: str, body: Any) -> tuple[int, Any]:
+            async with http.post(f"/checkout/{token}", json=body) as answer:
+                return answer.status, await answer.json()
+
+        await check_recipe(fake, post)
+        klarna = app[namespace["KLARNA"]]
+    assert klarna.closed
+
+
+def test_recipes_pass_mypy_strict(tmp_path: Path):
+    """Both recipes type-check as they stand in the README (mypy --strict, as a user's CI)."""
+    files = []
+    for name in ("fastapi", "aiohttp"):
+        path = tmp_path / f"readme_{name}.py"
+        path.write_text(snippet(name), encoding="utf-8")
+        files.append(str(path))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+         "--cache-dir", str(Path(__file__).parent.parent / ".mypy_cache"), *files],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stdout + done.stderr
