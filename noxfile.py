@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -44,7 +45,13 @@ def tests(session: nox.Session) -> None:
         else:
             shutil.copy2(source, suite / name)
     session.chdir(suite)
-    env = {"PYTHONDEVMODE": "1", "KLARNA_TEST_INSTALLED": "1"}
+    # Temporary files outside the project: a test's scratch project under .nox/ would find the
+    # repository's pyproject.toml above it and take its pytest settings.
+    env = {
+        "PYTHONDEVMODE": "1",
+        "KLARNA_TEST_INSTALLED": "1",
+        "TMPDIR": tempfile.gettempdir(),
+    }
     # `coverage run`, not pytest-cov: the package's own pytest plugin is imported before
     # pytest-cov starts, which would hide every module-level line from the report.
     session.run("coverage", "erase")

@@ -62,7 +62,6 @@ from klarna_async._errors import (
     DeadlineExceededError,
     KlarnaError,
     OutcomeUnknownError,
-    ProxyError,
     RateLimitedError,
     ResponseDecodeError,
     TransportError,
@@ -139,11 +138,8 @@ def classify(error: BaseException, safety: Safety = Safety.IDEMPOTENCY_KEY) -> D
         if status == 429:
             return Decision.RETRY_NOT_ACTED
         if status >= 500:
-            if (
-                status == 503
-                and error.error_code in _NOT_PROCESSED_503
-                and not isinstance(error, ProxyError)
-            ):
+            # Only Klarna's own JSON carries a code (a gateway's page is a ProxyError, without).
+            if status == 503 and error.error_code in _NOT_PROCESSED_503:
                 return Decision.RETRY_NOT_ACTED
             if status in (502, 503, 504) or error.error_code == "TIMEOUT":
                 return Decision.RETRY_MAYBE_ACTED

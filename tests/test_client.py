@@ -27,6 +27,7 @@ from klarna_async import (
     NotFoundError,
     Order,
     OutcomeUnknownError,
+    RequestTimeoutError,
     RequestValidationError,
     ResponseDecodeError,
     RetryPolicy,
@@ -360,6 +361,23 @@ class TestRetriesOnTheWire:
         )  # type: ignore[arg-type]
         mocked.get(url, payload={"status": "ACTIVE", "payment_method_type": "CARD"})
         assert TokenStatus.ACTIVE == (await client.customer_tokens.get(TOKEN)).status
+
+    async def test_a_connect_timeout_was_never_sent(self, client: KlarnaClient, mocked: Any):
+        """A timeout while connecting is 'not sent': a charge that only ever met it is not
+        charged (the timeout, not OutcomeUnknownError), and it was retried."""
+        url = f"{BASE}/customer-token/v1/tokens/{TOKEN}/order"
+        mocked.post(url, exception=aiohttp.ConnectionTimeoutError(), repeat=True)
+        with pytest.raises(RequestTimeoutError) as caught:
+            await client.customer_tokens.create_order(TOKEN, samples.token_order())
+        assert not caught.value.maybe_sent
+        assert 3 == caught.value.attempts
+
+    async def test_a_read_timeout_may_have_been_sent(self, client: KlarnaClient, mocked: Any):
+        """A timeout after connecting may come after Klarna acted: unknown."""
+        url = f"{BASE}/customer-token/v1/tokens/{TOKEN}/order"
+        mocked.post(url, exception=aiohttp.SocketTimeoutError(), repeat=True)
+        with pytest.raises(OutcomeUnknownError):
+            await client.customer_tokens.create_order(TOKEN, samples.token_order())
 
     async def test_one_time_order_lost_answer_then_not_found(
         self, client: KlarnaClient, mocked: Any
