@@ -26,6 +26,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``klarna_async.testing`` is the fake Klarna; it shares no code with the above.
 """
 
+import inspect as _inspect
 import logging as _logging
 import typing as _typing
 
@@ -206,7 +207,7 @@ def _public_home() -> None:
     for name in __all__:
         value = globals()[name]
         if isinstance(value, type):
-            own = value.__dict__.get("__annotations__")
+            own = _inspect.get_annotations(value)
             if own:
                 hints = _typing.get_type_hints(value, include_extras=True)
                 value.__annotations__ = {key: hints[key] for key in own}
