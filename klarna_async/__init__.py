@@ -80,6 +80,7 @@ from klarna_async._models import (
     TokenOrderRequest,
     TokenStatus,
 )
+from klarna_async._redis_pacer import RedisRateLimiter
 from klarna_async._resources.customer_tokens import derive_idempotency_key
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
 from klarna_async._version import __version__
@@ -135,6 +136,7 @@ __all__ = [
     "ProductIdentifiers",
     "ProxyError",
     "RateLimitedError",
+    "RedisRateLimiter",
     "Region",
     "RejectedError",
     "RequestTimeoutError",
