@@ -338,11 +338,20 @@ class RedisRateLimiter:
         if self._paused_until - start > max_wait:
             return None
         down = self._down_until
-        if down is None or (start >= down and not self._probing):
-            turn = await self._shared_turn(start, max_wait, probe=down is not None)
-            if turn is not _UNREACHABLE:
-                return turn
-        return await self._local_turn(start, max_wait)
+        turn: float | _Unreachable | None = _UNREACHABLE
+        if down is None:
+            if start < self._grace_until:
+                return await self._handover_turn(start, max_wait)
+            turn = await self._shared_turn(start, max_wait)
+        elif start >= down and not self._probing:
+            self._probing = True  # one probe at a time; the others pace locally meanwhile
+            try:
+                turn = await self._shared_turn(start, max_wait, probe=True)
+            finally:
+                self._probing = False
+        if turn is _UNREACHABLE:
+            return await self._local_turn(start, max_wait)
+        return turn
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer: a pause Klarna asks for applies here at once and reaches the
@@ -398,49 +407,68 @@ class RedisRateLimiter:
     # --- turns ----------------------------------------------------------------------------------
 
     async def _shared_turn(
-        self, start: float, max_wait: float, *, probe: bool
+        self, start: float, max_wait: float, *, probe: bool = False
     ) -> float | _Unreachable | None:
         """A turn from Redis: the seconds waited, None (refused), or _UNREACHABLE."""
-        if probe:
-            self._probing = True
-        try:
-            reply = await self._ask(start, max_wait, attempts=1 if probe else 2)
-        finally:
-            if probe:
-                self._probing = False
+        reply = await self._ask(start, max_wait, attempts=1 if probe else 2)
         if reply is None or reply is _UNREACHABLE:
             return reply
-        granted, wait, live = reply
-        if live >= 0:
-            self.live = live
+        granted, wait = reply
         if probe:
-            self._reachable()
+            self._reachable()  # the hand-over starts with this turn
         if not granted:
             return None
+        return await self._use_turn(start, max_wait, wait, handover=probe)
+
+    async def _handover_turn(self, start: float, max_wait: float) -> float | None:
+        """A turn just after an outage: other processes may still pace themselves locally, so
+        this one keeps to its local share too until they have had the time to come back.
+
+        Local turn first; then a Redis turn, taken only when it comes within one local interval
+        (so each send is counted in Redis when it happens: a Redis turn taken early and used
+        late would let this process send on top of the shared pace later). A shared turn
+        further away (a pause) is waited for locally, and asked for again.
+        """
+        while True:
+            if await self._local_turn(start, max_wait) is None:
+                return None
+            reply = await self._ask(start, max_wait, within=self._local_interval, attempts=2)
+            if reply is None:
+                return None
+            if reply is _UNREACHABLE:
+                return self._clock() - start  # the local turn just waited for is this one
+            granted, wait = reply
+            if granted:
+                return await self._use_turn(start, max_wait, wait, handover=True)
+            now = self._clock()
+            if now - start + wait > max_wait:
+                return None
+            self._local_tat = max(self._local_tat, now + wait)
+
+    async def _use_turn(
+        self, start: float, max_wait: float, wait: float, *, handover: bool = False
+    ) -> float | None:
+        """Sleep until a turn Redis gave (``wait`` seconds after its answer). In the hand-over
+        the local pace counts from when the request goes, too."""
         now = self._clock()
         wait = max(wait, 0.0)
-        grace = now < self._grace_until
-        if grace:
-            # Just back from an outage: other processes may still pace themselves locally, so
-            # this one keeps to its local share too until they have had the time to come back.
-            wait = max(wait, self._local_tat - now)
         if now - start + wait > max_wait:
             # The reply came too late to use the turn in time: it is lost (one interval of
             # slack for everyone), never used early.
             return None
-        if grace:
-            self._local_tat = now + wait + self._local_interval
         self._last_turn = max(self._last_turn, now + wait)
+        if handover:
+            self._local_tat = max(self._local_tat, now + wait + self._local_interval)
         if wait > 0:
             self.waited += wait
             await self._sleep(wait)
         return now - start + wait
 
     async def _ask(
-        self, start: float, max_wait: float, *, attempts: int
-    ) -> tuple[bool, float, int] | _Unreachable | None:
-        """Run the script to take a turn: (granted, wait, live), or None when the caller's
-        max_wait leaves no time to ask, or _UNREACHABLE."""
+        self, start: float, max_wait: float, *, within: float = math.inf, attempts: int
+    ) -> tuple[bool, float] | _Unreachable | None:
+        """Run the script to take a turn no further than ``within`` or the caller's max_wait:
+        (granted, wait), or None when max_wait leaves no time to ask, or _UNREACHABLE."""
         attempt = 0
         while True:
             attempt += 1
@@ -456,11 +484,11 @@ class RedisRateLimiter:
                 async with asyncio.timeout(limit):
                     reply = await self._eval(
                         take=True,
-                        max_wait=budget,
+                        max_wait=min(budget, within),
                         pause=max(self._paused_until - now, 0.0),
                         announce=announce,
                     )
-                return int(reply[0]) == 1, float(reply[1]), int(reply[2])
+                granted, wait, live = int(reply[0]) == 1, float(reply[1]), int(reply[2])
             except TimeoutError:
                 if limit < self.timeout:
                     # The caller could not wait as long as Redis may take: no verdict on Redis.
@@ -473,6 +501,10 @@ class RedisRateLimiter:
             except Exception as error:  # any failure of Redis means local pacing
                 # (A connection Redis had closed was retried at once on a new one already.)
                 reason = f"{type(error).__name__}: {error}"
+            else:
+                if live >= 0:
+                    self.live = live
+                return granted, wait
             self._unreachable(reason)
             return _UNREACHABLE
 
