@@ -145,3 +145,39 @@ async def test_repr_never_shows_the_password(redis_package: None) -> None:
         await b.aclose()
     finally:
         await client.aclose()
+
+
+async def test_it_is_an_async_context_manager(redis_package: None) -> None:
+    """``async with`` closes it; pauses of nothing are no pauses."""
+    async with RedisRateLimiter(
+        "redis://127.0.0.1:1/0", merchant="M", environment="playground"
+    ) as a:
+        a.pause(0)
+        a.pause(float("nan"))
+        a.pause(-1)
+        assert a._push_task is None
+        a.pause(2)
+        a.pause(1)  # within the longer pause already known: nothing to push
+        assert await a.acquire(max_wait=0.5) is None  # local: no need to ask Redis
+    assert a._push_task is None
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ({"unix_socket_path": "/run/redis.sock", "db": 4}, "unix:///run/redis.sock?db=4"),
+        ({"host": "10.0.0.5", "port": 6380, "db": 1}, "redis://10.0.0.5:6380/1"),
+    ],
+)
+async def test_a_borrowed_client_is_shown_by_where_it_connects(
+    redis_package: None, options: dict[str, Any], shown: str
+) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(password=PASSWORD, **options)
+    try:
+        limiter = RedisRateLimiter(client, 10, merchant="M", environment="playground")
+        assert f"redis={shown} " in repr(limiter)
+        assert PASSWORD not in repr(limiter)
+    finally:
+        await client.aclose()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -214,10 +214,17 @@ async def test_live_limiters_are_counted_for_the_outage_share(
         assert not last.shared
     # Four local turns 1/30 s apart (the first may be free: stopping Redis took a while).
     turns = [0.0, *sleeps.slept][-4:]
-    assert approx([1 / 30] * 3) == [b - a for a, b in itertools.pairwise(turns)]
+    assert approx([1 / 30] * 3) == [b - a for a, b in pairwise(turns)]
 
 
 # --- pauses ---------------------------------------------------------------------------------------
+
+
+def assert_not_faster(sent: list[float], interval: float) -> None:
+    """Requests sent (real time) no faster than one per ``interval``: the i-th no earlier than
+    i intervals after the first, give or take how late the first woke up."""
+    for i, at in enumerate(sent):
+        assert at - sent[0] >= i * interval - 0.01, (i, [b - a for a, b in pairwise(sent)])
 
 
 def assert_paused(turn: Turn, seconds: float, since: float) -> None:
@@ -357,6 +364,62 @@ async def test_a_caller_in_a_hurry_is_not_held_by_a_hanging_redis(
     assert not caplog.records
 
 
+async def test_no_time_to_ask_is_no_turn(redis_url: str) -> None:
+    """max_wait=0 leaves no time even for the trip to Redis: None, and no turn taken."""
+    async with limiters(redis_url, 2) as [a, b]:
+        assert await a.acquire(max_wait=0) is None
+        first = await take(b)
+        assert_spacing([first, await take(b)], [0.0, 0.1])
+
+
+async def test_a_turn_whose_answer_comes_too_late_is_not_used(redis_url: str) -> None:
+    """When Redis's answer arrives so late that the turn would come after max_wait, the
+    request does not go (early or late): None, and the turn is lost to nobody's harm."""
+
+    class Clock:
+        offset = 0.0
+
+        def __call__(self) -> float:
+            return time.monotonic() + self.offset
+
+    clock = Clock()
+    async with limiters(redis_url, 2, clock=clock) as [a, b]:
+        await a.acquire()
+        real_eval = b._eval
+
+        async def slow_eval(**kwargs: Any) -> Any:
+            reply = await real_eval(**kwargs)
+            clock.offset += 0.95  # the answer took 0.95 s to arrive
+            return reply
+
+        b._eval = slow_eval  # type: ignore[method-assign]
+        assert await b.acquire(max_wait=1.0) is None  # 0.95 s + the 0.1 s turn > 1 s
+        assert 0 == b.waited
+
+
+async def test_a_pause_push_that_hangs_is_dropped_and_closing_stops_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A push of a pause to a Redis that does not answer is given up after the timeout, with
+    no verdict on Redis (the turns decide that); aclose cancels a push still running."""
+    caplog.set_level(logging.DEBUG, logger="klarna_async")
+    async with silent_server() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        async with limiters(url, rate=100, timeout=0.1) as [limiter]:
+            limiter.observe(429, {"Retry-After": "5"})
+            await pushed(limiter)
+            assert limiter.shared
+            assert 0 == limiter._pushes
+            assert messages(caplog, "could not share a pause (no answer)")
+        limiter = RedisRateLimiter(url, 100, merchant="M1", environment="playground", timeout=5)
+        limiter.observe(429, {"Retry-After": "5"})
+        started = time.monotonic()
+        await limiter.aclose()
+        assert time.monotonic() - started < 1
+        assert limiter._push_task is None
+    assert not messages(caplog, "unreachable")
+
+
 async def test_outage_falls_back_to_local_pacing_and_recovers(
     redis_server: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -382,8 +445,7 @@ async def test_outage_falls_back_to_local_pacing_and_recovers(
             assert await limiter.acquire(max_wait=1.0) is not None
             times.append(time.monotonic())
         assert not is_shared(limiter)
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= 0.02 - 0.003, gaps  # 50/s: half of 100/s for each of 2 processes
+        assert_not_faster(times, 0.02)  # 50/s: half of 100/s for each of 2 processes
 
         await asyncio.to_thread(server.start)
         await asyncio.sleep(0.25)  # past retry_after: the next turn asks Redis again
@@ -396,6 +458,61 @@ async def test_outage_falls_back_to_local_pacing_and_recovers(
     assert 1 == len(messages(caplog, "answers again after")), caplog.text
     assert PASSWORD not in caplog.text
     assert PASSWORD not in repr(limiter)
+
+
+async def test_after_an_outage_the_local_share_holds_a_while_longer(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    """Back from an outage, a process keeps to its local share for retry_after + timeout (the
+    others may still pace locally until their next attempt), then paces through Redis alone."""
+    server = redis_server()
+    options: dict[str, Any] = {"expected_processes": 4, "timeout": 0.1, "retry_after": 0.2}
+    async with limiters(server.url(), rate=100, sleep=asyncio.sleep, **options) as [limiter]:
+
+        async def sent_at() -> float:
+            assert await limiter.acquire(max_wait=1.0) is not None
+            return time.monotonic()
+
+        await sent_at()
+        await asyncio.to_thread(server.stop)
+        await sent_at()
+        assert not is_shared(limiter)
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.25)  # past retry_after
+        handover = [await sent_at() for _ in range(4)]  # the first asks Redis again
+        assert is_shared(limiter)
+        assert_not_faster(handover, 0.04)  # 25/s: the local share of 100/s among 4
+        await asyncio.sleep(0.35)  # the hand-over is over
+        shared = [await sent_at() for _ in range(5)]
+        assert (shared[-1] - shared[0]) / 4 < 0.025, shared  # 100/s again (10 ms apart)
+
+
+async def test_a_pause_during_the_hand_over_is_waited_for(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    """In the hand-over a shared turn further away than one local interval (a pause another
+    process pushed) is waited for, then taken: not taken early and used late."""
+    server = redis_server()
+    options: dict[str, Any] = {"expected_processes": 4, "timeout": 0.1, "retry_after": 0.5}
+    async with (
+        limiters(server.url(), rate=100, sleep=asyncio.sleep, **options) as [limiter],
+        limiters(server.url(), rate=100) as [other],
+    ):
+        await limiter.acquire()
+        await asyncio.to_thread(server.stop)
+        await limiter.acquire()
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.55)  # past retry_after: the hand-over lasts 0.6 s from the probe
+        assert await limiter.acquire(max_wait=1.0) is not None  # the probe
+        assert limiter.shared
+        other.pause(0.3)
+        await pushed(other)
+        started = time.monotonic()
+        assert await limiter.acquire(max_wait=1.0) is not None
+        assert 0.3 - 0.02 <= time.monotonic() - started < 0.5
+        # Still in the hand-over: the next turn is one local interval (0.04 s) away.
+        assert await limiter.acquire(max_wait=0.02) is None
+        assert 0.03 <= (await limiter.acquire(max_wait=1.0) or 0) < 0.1
 
 
 async def test_clients_keep_charging_through_an_outage(
