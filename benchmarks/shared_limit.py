@@ -1,15 +1,20 @@
 """Several processes, one merchant's rate limit: 429s with and without a shared RedisRateLimiter.
 
-``python -m benchmarks.shared_limit [--processes 3] [--rate 100] [--seconds 5] [--concurrency 16]
-[--redis-url URL] [--no-warm-up] [--out PATH]``
+``python -m benchmarks.shared_limit [--processes 3] [--rate 100] [--pace RPS] [--seconds 5]
+[--concurrency 16] [--redis-url URL] [--no-warm-up] [--out PATH]``
 
 Starts the sandbox (the fake Klarna in its own process) limited to RATE requests per second and
-PROCESSES worker processes. Each worker charges customer tokens through its own
-:class:`~klarna_async.KlarnaClient` for SECONDS, once per mode, all workers together:
+PROCESSES worker processes, which pace at PACE (default RATE: exactly the limit, the hardest case;
+the client's own default is 90 % of Klarna's documented limit). Each worker charges customer
+tokens through its own :class:`~klarna_async.KlarnaClient` for SECONDS, once per mode, all
+workers together:
 
 * ``shared``: every worker paces with a :class:`~klarna_async.RedisRateLimiter` on one key, at
   RATE in all;
-* ``local``: every worker paces itself at RATE (what each process does alone today).
+* ``local``: every worker paces itself at RATE (what each process does alone today);
+* ``outage``: as ``shared``, on a ``redis-server`` of the benchmark's own that it stops a quarter
+  into the mode and starts again at half time: the workers pace themselves at RATE / PROCESSES
+  meanwhile, and return to the shared limit.
 
 Before each mode every worker makes one charge per lane (unless ``--no-warm-up``): the pool's
 connections are open and one-time costs paid, so that the figures measure pacing rather than a
@@ -20,7 +25,8 @@ The client retries a 429 by itself, so its own results hide them: the sandbox's 
 writes them to ``benchmarks/out/shared_limit.json`` (or ``--out``).
 
 Redis: ``--redis-url``, else ``KLARNA_TEST_REDIS_URL``, else a ``redis-server`` of its own on a
-free loopback port. Each run uses keys of its own, so a shared server is safe to use.
+free loopback port (the ``outage`` mode always uses one of its own). Each run uses keys of its
+own, so a shared server is safe to use.
 """
 
 from __future__ import annotations
@@ -44,9 +50,10 @@ import orjson
 
 from benchmarks._common import OUT_DIR, PASSWORD, ROOT, USERNAME, child_env, sandbox
 from klarna_async import KlarnaClient, KlarnaError, RedisRateLimiter
+from tests.integrations.redis_support import RedisServer
 from tests.samples import token_order
 
-MODES = ("shared", "local")
+MODES = ("shared", "local", "outage")
 #: How long a worker may take to start, or to warm up, in seconds.
 READY_TIMEOUT = 30.0
 #: After SECONDS, how long a worker lets the charges in flight finish before cancelling them.
@@ -60,9 +67,9 @@ async def _phase(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     """One mode: warm up, say "ready", wait for "go", charge for the mode's seconds."""
     seconds, drain = args.seconds[mode], args.drain[mode]
     pacer: RedisRateLimiter | float
-    if mode == "shared":
+    if mode in ("shared", "outage"):
         pacer = RedisRateLimiter(
-            args.redis_url,
+            args.redis_url if mode == "shared" else args.outage_redis_url,
             args.rate,
             merchant=USERNAME,
             environment="playground",
@@ -183,6 +190,9 @@ def _figures(
         "429": statuses[429],
         "429_share": round(statuses[429] / requests, 4) if requests else 0.0,
         "orders": orders,
+        "keys_charged_twice": sum(
+            n > 1 for n in Counter(o["idempotency_key"] for o in ledger["orders"]).values()
+        ),
         "placed_by_clients": sum(w["outcomes"].get("placed", 0) for w in workers),
         "orders_per_s": round(orders / elapsed, 1),
         "accepted_per_s_while_sending": round(_steady_rate(accepted), 1),
@@ -213,6 +223,7 @@ async def _tell(children: Sequence[asyncio.subprocess.Process], line: bytes) -> 
 async def _measure(
     url: str,
     redis_url: str | None,
+    outage: RedisServer | None,
     *,
     modes: Sequence[str],
     processes: int,
@@ -241,6 +252,7 @@ async def _measure(
         f"klarna_async:bench:{uuid.uuid4().hex[:12]}",
         *(["--warm-up"] if warm_up else []),
         *(["--redis-url", redis_url] if redis_url is not None else []),
+        *(["--outage-redis-url", outage.url()] if outage is not None else []),
     ]
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as files:
@@ -271,15 +283,24 @@ async def _measure(
                         if line.strip() != b"ready":
                             raise RuntimeError(f"worker not ready: {line!r}")
                     await _reset(http, url)  # forget the warm-up: orders, requests, rate window
+                    log_from = [os.fstat(log.fileno()).st_size for log in logs]
                     started = time.perf_counter()
                     await _tell(children, b"go\n")
+                    stop_redis = None
+                    if mode == "outage":
+                        assert outage is not None
+                        stop_redis = asyncio.create_task(_outage(outage, seconds[mode]))
                     budget = seconds[mode] + drain[mode] + READY_TIMEOUT
                     workers = [
                         orjson.loads(await _line(child, budget, log))
                         for child, log in zip(children, logs, strict=True)
                     ]
                     elapsed = time.perf_counter() - started
+                    for worker, log, offset in zip(workers, logs, log_from, strict=True):
+                        worker["redis_log"] = _redis_lines(log, offset)
                     results[mode] = _figures(mode, await _ledger(http, url), workers, elapsed)
+                    if stop_redis is not None:
+                        results[mode]["redis_down_s"] = await stop_redis
             async with asyncio.timeout(READY_TIMEOUT):
                 for child in children:
                     await child.wait()
@@ -288,16 +309,27 @@ async def _measure(
                 if child.returncode is None:
                     child.kill()
                     await child.wait()
-        for mode in modes:
-            for worker, log in zip(results[mode]["workers"], logs, strict=True):
-                log.seek(0)
-                # The limiter's warnings, if any (the client's retry warnings are left out).
-                worker["redis_log"] = [
-                    line
-                    for line in log.read().decode(errors="replace").splitlines()
-                    if "Redis" in line
-                ]
     return results
+
+
+def _redis_lines(log: IO[bytes], offset: int) -> list[str]:
+    """The limiter's warnings a worker logged since ``offset`` (not the client's retries).
+
+    pread: the worker shares the file's offset, so the parent must never move it."""
+    text = os.pread(log.fileno(), 1 << 22, offset).decode(errors="replace")
+    return [line for line in text.splitlines() if "Redis" in line]
+
+
+async def _outage(server: RedisServer, seconds: float) -> list[float]:
+    """Stop Redis a quarter into the mode and start it again at half time; when, in seconds
+    after the start."""
+    started = time.perf_counter()
+    await asyncio.sleep(seconds / 4)
+    await asyncio.to_thread(server.stop)
+    down = time.perf_counter() - started
+    await asyncio.sleep(seconds / 4)
+    await asyncio.to_thread(server.start)
+    return [round(down, 3), round(time.perf_counter() - started, 3)]
 
 
 @contextlib.contextmanager
@@ -306,8 +338,6 @@ def _redis(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    from tests.integrations.redis_support import RedisServer
-
     server = RedisServer()
     try:
         server.start()
@@ -320,6 +350,7 @@ def run(
     *,
     processes: int = 3,
     rate: float = 100.0,
+    pace: float | None = None,
     seconds: float = 5.0,
     local_seconds: float | None = None,
     concurrency: int = 16,
@@ -329,31 +360,43 @@ def run(
     redis_url: str | None = None,
     modes: Sequence[str] = MODES,
 ) -> dict[str, Any]:
-    """Measure each mode against one sandbox limited to ``rate``; the figures as a dict.
+    """Measure each mode against one sandbox limited to ``rate``, the workers pacing at
+    ``pace`` (default ``rate``); the figures as a dict.
 
     After ``seconds`` a worker starts no new charge and gives those in flight ``drain`` seconds
     before it cancels them (``cancelled_in_flight``; such a charge may or may not be placed).
     ``local_seconds`` and ``local_drain`` (default: the same) are the local mode's.
     """
-    durations = {"shared": seconds, "local": seconds if local_seconds is None else local_seconds}
-    drains = {"shared": drain, "local": drain if local_drain is None else local_drain}
+    durations = dict.fromkeys(MODES, seconds)
+    drains = dict.fromkeys(MODES, drain)
+    if local_seconds is not None:
+        durations["local"] = local_seconds
+    if local_drain is not None:
+        drains["local"] = local_drain
     results: dict[str, Any] = {
         "processes": processes,
         "rate_limit": rate,
+        "pace": rate if pace is None else pace,
         "seconds": {mode: durations[mode] for mode in modes},
         "concurrency_per_process": concurrency,
         "warm_up": warm_up,
     }
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(_redis(redis_url)) if "shared" in modes else None
+        outage = None
+        if "outage" in modes:
+            # A Redis of its own, to stop and start.
+            outage = stack.enter_context(contextlib.closing(RedisServer()))
+            outage.start()
         box = stack.enter_context(sandbox("--rate-limit", str(rate)))
         results |= asyncio.run(
             _measure(
                 box.url,
                 redis,
+                outage,
                 modes=modes,
                 processes=processes,
-                rate=rate,
+                rate=rate if pace is None else pace,
                 seconds=durations,
                 drain=drains,
                 concurrency=concurrency,
@@ -371,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shared_limit")
     parser.add_argument("role", nargs="?", choices=("measure", "worker"), default="measure")
     parser.add_argument("--processes", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="the sandbox's limit [100]")
+    parser.add_argument("--pace", type=float, default=None, help="the workers' pace [RATE]")
     parser.add_argument("--seconds", default="5", help="seconds of traffic per mode [5]")
     parser.add_argument("--concurrency", type=int, default=16, help="lanes per process [16]")
     parser.add_argument("--drain", default=str(DRAIN))
@@ -387,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--modes", default=",".join(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--key-prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--outage-redis-url", help=argparse.SUPPRESS)
     parser.add_argument(
         "--warm-up", dest="worker_warm_up", action="store_true", help=argparse.SUPPRESS
     )
@@ -400,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(
         processes=args.processes,
         rate=args.rate,
+        pace=args.pace,
         seconds=float(args.seconds),
         concurrency=args.concurrency,
         drain=float(args.drain),

@@ -28,6 +28,7 @@ def test_three_processes_share_one_limit_through_redis(redis_url: str) -> None:
         local_seconds=0.5,
         local_drain=0.2,
         redis_url=redis_url,
+        modes=("shared", "local"),
     )
     shared, local = results["shared"], results["local"]
 
@@ -35,6 +36,7 @@ def test_three_processes_share_one_limit_through_redis(redis_url: str) -> None:
     assert shared["429"] <= 0.01 * shared["requests"], shared
     # Every charge the clients report placed is one order at the sandbox: none lost or doubled.
     assert shared["orders"] == shared["placed_by_clients"], shared
+    assert 0 == shared["keys_charged_twice"]
     for worker in shared["workers"]:
         assert {"placed"} == set(worker["outcomes"]), worker
         assert worker["outcomes"]["placed"] > 0
