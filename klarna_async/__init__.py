@@ -17,6 +17,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``_retry``                 retries and the outcome model: what proves "not charged"
 ``_transport``             one HTTP attempt over aiohttp
 ``_responses``             sans-I/O: an answer becomes a model or a typed error
+``_redis_pacer``           ``RedisRateLimiter``: one pace for many processes (extra ``[redis]``)
 ``_ratelimit``             client-side pacing (the ``Pacer`` protocol)
 ``_validation``            checks a request against Klarna's specs before sending
 ``_converter``             the one cattrs converter
@@ -104,6 +105,8 @@ from klarna_async._models import (
     TokenOrderRequest,
     TokenStatus,
 )
+from klarna_async._ratelimit import Pacer, RateLimiter
+from klarna_async._redis_pacer import RedisRateLimiter
 from klarna_async._resources.customer_tokens import CustomerTokens, derive_idempotency_key
 from klarna_async._resources.payments import Payments
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
@@ -157,6 +160,7 @@ __all__ = [
     "OrderRequest",
     "OrganizationEntityType",
     "OutcomeUnknownError",
+    "Pacer",
     "PaymentMethodCategory",
     "PaymentMethodFailedError",
     "PaymentMethodType",
@@ -164,6 +168,8 @@ __all__ = [
     "ProductIdentifiers",
     "ProxyError",
     "RateLimitedError",
+    "RateLimiter",
+    "RedisRateLimiter",
     "Region",
     "RejectedError",
     "RequestTimeoutError",

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("command line", ["klarna_async._cli"]),
     ("demo", ["klarna_async._demo"]),
     ("public API", ["klarna_async"]),
-    ("integrations", ["klarna_async._charge_file"]),
+    ("integrations", ["klarna_async._charge_file", "klarna_async._redis_pacer"]),
     ("client", ["klarna_async._client"]),
     ("resources", ["klarna_async._resources", "klarna_async._resources.*"]),
     ("batch runner", ["klarna_async._batch"]),
