@@ -88,9 +88,14 @@ class _Writer:
                 tests.append(f"{self.constant(rule.matcher, 'match')}({var}) is None")
             self.fail_if(indent, *tests)
             if rule.code is not None and rule.code in CODES:
-                # Every casing of every code maps to the code: one lookup tests and normalises.
-                self.line(indent, f"{var} = {self.constant(CODES[rule.code], 'codes')}.get({var})")
-                self.fail_if(indent, f"{var} is None")
+                # Every casing of every code maps to the code: one lookup tests and normalises
+                # (a model holds the code upper-cased already, and is written as it is).
+                codes = self.constant(CODES[rule.code], "codes")
+                if self.json:
+                    self.line(indent, f"{var} = {codes}.get({var})")
+                    self.fail_if(indent, f"{var} is None")
+                else:
+                    self.fail_if(indent, f"{var} not in {codes}")
         elif isinstance(rule, IntegerRule):
             bounds = f"{rule.minimum} <= {var} <= {rule.maximum}"
             self.fail_if(indent, f"{var}.__class__ is not int", f"not {bounds}")
@@ -112,7 +117,9 @@ class _Writer:
             self.fail_if(indent, f"{var}.__class__ is not {cls}", f"{var} not in {members}")
             return
         canonical = self.constant(rule.canonical, "canonical")
-        self.fail_if(indent, f"{var}.__class__ is not str")
+        # A str as parsed from JSON, or the enum's member as a caller may put in a dict.
+        cls = self.constant(rule.enum_class or str, "enum_class")
+        self.fail_if(indent, f"{var}.__class__ is not str and {var}.__class__ is not {cls}")
         # A member is truthy (a non-empty str); another casing goes the longer way.
         self.line(indent, f"{var} = {members}.get({var}) or {canonical}({var})")
         self.fail_if(indent, f"{var} is None")

@@ -338,12 +338,15 @@ def encode_request(
     """
     check_amounts = bool(check_amounts)
     kind = request.__class__
+    data = None
     if kind is cls:
-        data = FAST_MODEL[check_amounts][cls](request)
+        fast = FAST_MODEL[check_amounts].get(cls)
+        if fast is not None:
+            data = fast(request)
     elif kind is dict:
-        data = FAST_JSON[check_amounts][cls](request)
-    else:
-        data = None
+        fast = FAST_JSON[check_amounts].get(cls)
+        if fast is not None:
+            data = fast(request)
     if data is not None:
         try:
             return orjson.dumps(data)
