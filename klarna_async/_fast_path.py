@@ -155,11 +155,7 @@ class _Writer:
         """Test an object and write its dict; return the dict's name and each field's variable."""
         if self.json:
             self.fail_if(indent, f"{var}.__class__ is not dict")
-            # One bound method for every key read (a method lookup per key cost more).
-            getter = self.fresh("get")
-            self.line(indent, f"{getter} = {var}.get")
         else:
-            getter = ""
             self.fail_if(indent, f"{var}.__class__ is not {self.constant(rule.cls, 'cls')}")
         fields = {field.name: field for field in rule.fields}
         values = {name: self.fresh(name) for name in fields}
@@ -171,14 +167,14 @@ class _Writer:
         for name, left_out in rule.layout:
             if not left_out:
                 # The converter writes these even when None; every check refuses None.
-                self.read(values[name], var, getter, name, indent)
+                self.read(values[name], var, name, indent)
                 expression = self.value(fields[name].rule, values[name], indent, hooks.get(name))
                 literal.append(f"{name!r}: {expression}")
         self.line(indent, f"{data} = {{{', '.join(literal)}}}")
         for name, left_out in rule.layout:
             if left_out:
                 field = fields[name]
-                self.read(values[name], var, getter, name, indent)
+                self.read(values[name], var, name, indent)
                 inner = indent
                 if not field.required:
                     self.line(indent, f"if {values[name]} is not None:")
@@ -196,8 +192,8 @@ class _Writer:
             _write_order_amounts(self, values, indent)
         return data, values
 
-    def read(self, target: str, var: str, getter: str, name: str, indent: int) -> None:
-        source = f"{getter}({name!r})" if self.json else f"{var}.{name}"
+    def read(self, target: str, var: str, name: str, indent: int) -> None:
+        source = f"{var}.get({name!r})" if self.json else f"{var}.{name}"
         self.line(indent, f"{target} = {source}")
 
     def order_sums(self, order: dict[str, str], indent: int) -> _ItemHook:

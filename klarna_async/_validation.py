@@ -60,12 +60,6 @@ from klarna_async._rules import (
 
 __all__ = ["encode_request", "prepare", "validate"]
 
-# check_amounts -> request class -> fast path, as two plain dicts: one lookup fewer per charge.
-_MODEL_WITH_AMOUNTS: Final = FAST_MODEL[True]
-_MODEL_WITHOUT_AMOUNTS: Final = FAST_MODEL[False]
-_JSON_WITH_AMOUNTS: Final = FAST_JSON[True]
-_JSON_WITHOUT_AMOUNTS: Final = FAST_JSON[False]
-
 T = TypeVar("T", bound=attrs.AttrsInstance)
 
 _TAX_RATE_MAX: Final = 10000
@@ -342,22 +336,18 @@ def encode_request(
     :class:`RequestValidationError` listing every problem; an attrs instance of another class,
     or something that is neither, is a ``TypeError``.
     """
+    check_amounts = bool(check_amounts)
     kind = request.__class__
-    data = None
-    if kind is cls:
-        fast = (_MODEL_WITH_AMOUNTS if check_amounts else _MODEL_WITHOUT_AMOUNTS).get(cls)
-        if fast is not None:
-            data = fast(request)
-    elif kind is dict:
-        fast = (_JSON_WITH_AMOUNTS if check_amounts else _JSON_WITHOUT_AMOUNTS).get(cls)
-        if fast is not None:
-            data = fast(request)
+    # The fast path for a model of exactly cls, or a plain dict; None: not one it knows.
+    table = FAST_MODEL if kind is cls else FAST_JSON if kind is dict else None
+    fast = None if table is None else table[check_amounts].get(cls)
+    data = None if fast is None else fast(request)
     if data is not None:
         try:
             return orjson.dumps(data)
         except orjson.JSONEncodeError:
             pass  # e.g. a lone surrogate: reported below, as the slow path does
-    return _encode_slowly(request, cls, bool(check_amounts))[1]
+    return _encode_slowly(request, cls, check_amounts)[1]
 
 
 def _encode_slowly(request: Any, cls: type[T], check_amounts: bool) -> tuple[T, bytes]:
@@ -394,17 +384,8 @@ def prepare(
     A mapping is also structured into the model, which costs more than encoding it: callers that
     need only the body should call :func:`encode_request`.
     """
-    if request.__class__ is cls:
-        # encode_request's model path, inline: this is what every charge pays today.
-        fast = (_MODEL_WITH_AMOUNTS if check_amounts else _MODEL_WITHOUT_AMOUNTS).get(cls)
-        if fast is not None:
-            data = fast(request)
-            if data is not None:
-                try:
-                    return request, orjson.dumps(data)
-                except orjson.JSONEncodeError:
-                    pass  # reported by encode_request's slow path
-        return request, encode_request(request, cls, check_amounts=check_amounts)
     body = encode_request(request, cls, check_amounts=check_amounts)
+    if request.__class__ is cls:
+        return request, body
     assert isinstance(request, Mapping)  # encode_request refused anything else
     return structure_request(request, cls), body
