@@ -60,6 +60,11 @@ from klarna_async._rules import (
 
 __all__ = ["encode_request", "prepare", "validate"]
 
+_MODEL_WITH_AMOUNTS: Final = FAST_MODEL[True]
+_MODEL_WITHOUT_AMOUNTS: Final = FAST_MODEL[False]
+_JSON_WITH_AMOUNTS: Final = FAST_JSON[True]
+_JSON_WITHOUT_AMOUNTS: Final = FAST_JSON[False]
+
 T = TypeVar("T", bound=attrs.AttrsInstance)
 
 _TAX_RATE_MAX: Final = 10000
@@ -336,18 +341,21 @@ def encode_request(
     :class:`RequestValidationError` listing every problem; an attrs instance of another class,
     or something that is neither, is a ``TypeError``.
     """
-    check_amounts = bool(check_amounts)
-    kind = request.__class__
     # The fast path for a model of exactly cls, or a plain dict; None: not one it knows.
-    table = FAST_MODEL if kind is cls else FAST_JSON if kind is dict else None
-    fast = None if table is None else table[check_amounts].get(cls)
+    kind = request.__class__
+    if kind is cls:
+        fast = (_MODEL_WITH_AMOUNTS if check_amounts else _MODEL_WITHOUT_AMOUNTS).get(cls)
+    elif kind is dict:
+        fast = (_JSON_WITH_AMOUNTS if check_amounts else _JSON_WITHOUT_AMOUNTS).get(cls)
+    else:
+        fast = None
     data = None if fast is None else fast(request)
     if data is not None:
         try:
             return orjson.dumps(data)
         except orjson.JSONEncodeError:
             pass  # e.g. a lone surrogate: reported below, as the slow path does
-    return _encode_slowly(request, cls, check_amounts)[1]
+    return _encode_slowly(request, cls, bool(check_amounts))[1]
 
 
 def _encode_slowly(request: Any, cls: type[T], check_amounts: bool) -> tuple[T, bytes]:
