@@ -6,7 +6,8 @@ out of the JSON; lists are tuples so that models stay frozen and hashable.
 
 One :class:`OrderLine` class serves both APIs: their schemas differ only in limits (CT lines
 allow at most 100000000 minor units and 255 characters of ``merchant_data``, KP lines 200000000
-and 1024), which ``klarna_async._validation`` applies per API.
+and 1024), which the wire contract (``klarna_async._contract``, bound to the models in
+``klarna_async._rules``) applies per API.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ fail to decode because of one. Every enum here is a :class:`str` whose ``_missin
 are never added to the class, so iterating an enum lists only what Klarna documents. Request
 validation (``klarna_async._validation``) rejects pseudo-members where the spec declares an enum,
 so a typo is caught before it is sent.
+
+The enums of request fields (and the token's status and payment method type) take any casing of
+a documented value as that member: Klarna's own example sends ``"subscription"`` where the spec
+says ``SUBSCRIPTION``, and the member's spelling is what is sent.
 """
 
 from __future__ import annotations
