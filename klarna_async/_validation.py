@@ -123,6 +123,10 @@ class _Walk:
                 self.bad(path, f"must be at least {rule.minimum}, got {value}")
             elif value > rule.maximum:
                 self.bad(path, f"must be at most {rule.maximum}, got {value}")
+            else:
+                # An int subclass is the number it stands for, for the arithmetic too (which
+                # skips anything that is not exactly an int, as already reported).
+                return int(value)
             return value
         if isinstance(rule, BooleanRule):
             if value is not True and value is not False:

@@ -997,6 +997,19 @@ class TestAmounts:
         assert list(violations(request, check_amounts=False)) == ["$.order_lines[1].tax_rate"]
         validate(attrs.evolve(request, order_lines=request.order_lines[::2]), check_amounts=False)
 
+    def test_int_subclasses_are_added_up_too(self) -> None:
+        """An int subclass (an IntEnum, say) is its number: the sums still apply to it."""
+
+        class Units(int):
+            pass
+
+        request = set_path(kp_order(), "order_lines.1.quantity", Units(2))
+        assert violations(request) == {
+            "$.order_lines[1].total_amount": (
+                "must equal quantity * unit_price - total_discount_amount = 1000, got 500"
+            )
+        }
+
     def test_arithmetic_skips_values_already_reported(self) -> None:
         """A mistyped amount is reported once, by its own rule, not again by the sums."""
         request = set_path(kp_order(), "order_lines.0.total_amount", "22500")
