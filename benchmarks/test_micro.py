@@ -20,7 +20,7 @@ from benchmarks.peer import ORDER
 from klarna_async._converter import to_dict, to_json
 from klarna_async._models import Order, TokenOrderRequest
 from klarna_async._responses import api_error, decode_success
-from klarna_async._validation import prepare, validate
+from klarna_async._validation import encode_request, prepare, validate
 from tests.samples import token_order
 
 
@@ -31,6 +31,9 @@ class Benchmark(Protocol):
 REQUEST = token_order()
 MAPPING = to_dict(REQUEST)
 BODY = to_json(REQUEST)
+# The mapping as a web framework hands it over (``await request.json()``): parsed JSON, plain
+# strings for the enums.
+PARSED = orjson.loads(BODY)
 ANSWER = orjson.dumps(ORDER)
 ANSWER_HEADERS = CIMultiDictProxy(
     CIMultiDict({"Content-Type": "application/json", "Klarna-Correlation-Id": "c0ffee"})
@@ -45,6 +48,36 @@ ERROR_503 = orjson.dumps(
 
 
 # --- requests -----------------------------------------------------------------------------------
+
+
+def token_order_dict() -> dict[str, Any]:
+    """tests.samples.token_order() as a caller would write the dict (the raw loop's body)."""
+    return {
+        "purchase_currency": "EUR",
+        "order_amount": 999,
+        "order_tax_amount": 0,
+        "order_lines": [
+            {
+                "name": "Streaming Service Monthly",
+                "quantity": 1,
+                "unit_price": 999,
+                "total_amount": 999,
+                "type": "digital",
+                "reference": "19-402",
+                "tax_rate": 0,
+                "total_discount_amount": 0,
+                "total_tax_amount": 0,
+                "subscription": {
+                    "name": "Premium Monthly",
+                    "interval": "MONTH",
+                    "interval_count": 1,
+                },
+            }
+        ],
+        "auto_capture": True,
+        "merchant_reference1": "45aa52f387871e3a210645d4",
+        "merchant_data": "optional string",
+    }
 
 
 def test_build_request(benchmark: Benchmark) -> None:
@@ -74,6 +107,21 @@ def test_prepare_mapping(benchmark: Benchmark) -> None:
     model, body = benchmark(prepare, MAPPING, TokenOrderRequest)
     assert model == REQUEST
     assert body == BODY
+
+
+def test_encode_model(benchmark: Benchmark) -> None:
+    """What a resource pays per charge for a TokenOrderRequest: validation and JSON."""
+    assert benchmark(encode_request, REQUEST, TokenOrderRequest) == BODY
+
+
+def test_encode_mapping(benchmark: Benchmark) -> None:
+    """The same for the charge given as parsed JSON (the README's FastAPI example)."""
+    assert benchmark(encode_request, PARSED, TokenOrderRequest) == BODY
+
+
+def test_build_mapping(benchmark: Benchmark) -> None:
+    """The caller's side for a mapping: the same one-line body as a dict literal."""
+    assert benchmark(token_order_dict) == PARSED
 
 
 def test_orjson_dumps_baseline(benchmark: Benchmark) -> None:

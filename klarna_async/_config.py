@@ -14,7 +14,23 @@ from klarna_async._version import __version__
 __all__ = ["Credentials", "Environment", "Region", "base_url_for", "user_agent"]
 
 
-class Region(enum.StrEnum):
+class _Choice(enum.StrEnum):
+    """A configuration value: any casing of a documented value is that value, and an unknown
+    one is a ``ValueError`` that lists the valid ones (``region="EU"`` works; ``"us"`` says
+    what would)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _Choice:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value == value.lower():
+                    return member
+        valid = ", ".join(repr(member.value) for member in cls)
+        shown = repr(value) if isinstance(value, str) and len(value) <= 40 else type(value).__name__
+        raise ValueError(f"{cls.__name__.lower()} must be one of {valid} (any casing), got {shown}")
+
+
+class Region(_Choice):
     """Klarna's API regions; credentials belong to exactly one."""
 
     EU = "eu"
@@ -22,7 +38,7 @@ class Region(enum.StrEnum):
     OC = "oc"
 
 
-class Environment(enum.StrEnum):
+class Environment(_Choice):
     """``playground`` (test credentials ``klarna_test_…``) or ``production`` (live money)."""
 
     PLAYGROUND = "playground"

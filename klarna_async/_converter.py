@@ -233,7 +233,7 @@ def field_layout(cls: type[Any]) -> list[tuple[str, bool]]:
     This is what cattrs' generated function does with ``omit_if_default``: a dict literal of the
     fields without a default, in class order, then each field with a default, in class order,
     unless the value equals the default. Every default of the models is ``None``, so for a valid
-    value "equals the default" is "is ``None``". ``klarna_async._validation`` builds request dicts
+    value "equals the default" is "is ``None``". ``klarna_async._fast_path`` builds request dicts
     by this layout on its fast path; the tests prove the bytes equal :func:`to_json`'s.
     """
     fields = attrs.fields(cls)

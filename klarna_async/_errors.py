@@ -152,7 +152,9 @@ class RequestValidationError(KlarnaError, ValueError):
     """The request breaks rules of Klarna's spec; nothing was sent.
 
     ``violations`` lists every problem found, each with its JSON path, so one round of fixes is
-    enough.
+    enough: unknown fields, missing fields and values of the wrong type together with lengths,
+    patterns, enum values, ISO currency and country codes, locales and the amount arithmetic.
+    Messages describe a value without repeating free text (it may be personal data).
     """
 
     def __init__(self, violations: Sequence[Violation], model: str | None = None) -> None:

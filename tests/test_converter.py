@@ -463,7 +463,7 @@ class TestStructureRequest:
         data["ordr_tax_amount"] = 0
         data["order_lines"][0]["unit_prices"] = 999
         data["order_lines"][0]["subscription"]["every"] = "month"
-        data["locale"] = "de-DE"
+        data["country"] = "DE"
         data[7] = "x"
         assert violations_of(data, TokenOrderRequest) == {
             "$.ordr_tax_amount": (
@@ -473,7 +473,7 @@ class TestStructureRequest:
                 "unknown field for OrderLine (did you mean 'unit_price'?)"
             ),
             "$.order_lines[0].subscription.every": "unknown field for Subscription",
-            "$.locale": "unknown field for TokenOrderRequest",
+            "$.country": "unknown field for TokenOrderRequest",
             "$[7]": "unknown field for TokenOrderRequest",
         }
 

@@ -13,6 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from klarna_async._contract.kinds import String
+from klarna_async._contract.overrides import OVERRIDES, contract
+from klarna_async._contract.spec import SCHEMAS
 from klarna_async._converter import decode, loads, structure_request, to_dict, to_json
 from klarna_async._models import (
     AcquiringChannel,
@@ -52,6 +55,7 @@ from klarna_async._models import (
     TokenOrderRequest,
     TokenStatus,
 )
+from klarna_async._rules import REQUEST_RULES, REQUEST_SCHEMAS, ArrayRule, EnumRule, ObjectRule
 
 REQUEST_MODELS = (SessionRequest, OrderRequest, TokenOrderRequest, CustomerTokenRequest)
 RESPONSE_MODELS = (
@@ -175,28 +179,34 @@ def test_optional_fields_default_to_none_and_lists_are_tuples(cls: type[Any]) ->
 
 def test_read_only_fields_exist_only_on_response_models() -> None:
     """Fields the specs mark readOnly can never be sent: request models do not have them."""
-    read_only = {
-        "authorization_token",
-        "client_token",
-        "expires_at",
-        "status",
-        "payment_method_categories",
-        "usage",
-    }
-    for cls in REQUEST_MODELS:
-        assert read_only.isdisjoint(attrs.fields_dict(cls)), cls
+    read_only: set[str] = set()
+    for cls, key in REQUEST_SCHEMAS.items():
+        fields = set(attrs.fields_dict(cls))
+        assert fields.isdisjoint(SCHEMAS[key].read_only), cls
+        read_only.update(SCHEMAS[key].read_only)
+    assert {"authorization_token", "client_token", "expires_at", "status"} <= read_only
     assert {"authorization_token", "client_token", "expires_at", "status"} <= set(
         attrs.fields_dict(Session)
     )
 
 
 def test_request_models_hold_exactly_what_each_api_accepts() -> None:
-    """KP and CT order bodies differ: CT has no country, locale or billing address."""
+    """Each request model's fields are its schema's writable properties, plus the fields Klarna's
+    docs send that the exports lack (and nothing else): KP and CT bodies differ."""
+    docs_only = {(o.schema, o.field) for o in OVERRIDES if o.spec is None}
+    assert docs_only == {
+        ("payments.customer_token_creation_request", "merchant_urls"),
+        ("customer_token.customer_token_order", "locale"),
+    }
+    for cls, key in REQUEST_SCHEMAS.items():
+        added = {field for schema, field in docs_only if schema == key}
+        assert set(attrs.fields_dict(cls)) == set(SCHEMAS[key].properties) | added, cls
     token_order = set(attrs.fields_dict(TokenOrderRequest))
-    assert {"purchase_country", "locale", "billing_address"}.isdisjoint(token_order)
+    assert {"purchase_country", "billing_address"}.isdisjoint(token_order)
     assert attrs.fields_dict(TokenOrderRequest)["order_tax_amount"].default is attrs.NOTHING
     assert attrs.fields_dict(OrderRequest)["order_tax_amount"].default is None
-    assert "merchant_urls" not in attrs.fields_dict(CustomerTokenRequest)
+    assert attrs.fields_dict(CustomerTokenRequest)["merchant_urls"].default is None
+    assert attrs.fields_dict(TokenOrderRequest)["locale"].default is None
     assert attrs.fields_dict(TokenMerchantUrls)["confirmation"].default is attrs.NOTHING
 
 
@@ -272,31 +282,105 @@ def test_token_status_and_payment_method_type_ignore_casing() -> None:
     assert TokenStatus("paused") == "paused"
 
 
+def test_request_enums_ignore_casing() -> None:
+    """A closed enum of a request takes any casing of a documented value and holds the spec's
+    spelling, which is what is sent (Klarna's own example sends "subscription")."""
+    assert IntendedUse("subscription") is IntendedUse.SUBSCRIPTION
+    assert Intent("BUY_AND_TOKENIZE") is Intent.BUY_AND_TOKENIZE
+    assert Interval("Month") is Interval.MONTH
+    assert OrderLineType("Sales_Tax") is OrderLineType.SALES_TAX
+    assert AcquiringChannel("ecommerce") is AcquiringChannel.ECOMMERCE
+    assert OrganizationEntityType("other") is OrganizationEntityType.OTHER
+    request = CustomerTokenRequest(
+        purchase_country="us",
+        purchase_currency="usd",
+        locale="en-US",
+        description="x",
+        intended_use="subscription",
+    )
+    assert request.intended_use is IntendedUse.SUBSCRIPTION
+    assert b'"intended_use":"SUBSCRIPTION"' in to_json(request)
+    # Only ASCII folds: "\u017f".upper() is "S", and "\u017fubscription" is no documented value.
+    assert not IntendedUse("\u017fubscription").known
+
+
 def test_other_enums_keep_casing() -> None:
-    """Elsewhere the case is part of the value: "accepted" is not ACCEPTED."""
+    """In answers the case is part of the value: "accepted" is not ACCEPTED."""
     assert FraudStatus("accepted") is not FraudStatus.ACCEPTED
     assert not FraudStatus("accepted").known
-    assert not IntendedUse("subscription").known
+    assert not SessionStatus("COMPLETE").known
+
+
+def test_codes_are_upper_cased() -> None:
+    """ISO currency and country codes are held (and sent) upper-cased; anything else is left
+    for validation to report."""
+    request = CustomerTokenRequest(
+        purchase_country="us",
+        purchase_currency="usd",
+        locale="en-us",
+        description="x",
+        intended_use=IntendedUse.SUBSCRIPTION,
+        billing_address=Address(country="us"),
+    )
+    assert (request.purchase_country, request.purchase_currency) == ("US", "USD")
+    assert request.billing_address is not None
+    assert request.billing_address.country == "US"
+    assert request.locale == "en-us"  # RFC 1766 tags are case-insensitive: sent as given
+    junk: Any = 978
+    assert attrs.evolve(request, purchase_currency=junk).purchase_currency == 978
+    assert Address(country="\u00e9s").country == "\u00e9s"
+
+
+def _enum_fields() -> list[tuple[str, str, EnumRule]]:
+    found = []
+    seen: set[int] = set()
+
+    def walk(rule: ObjectRule) -> None:
+        if id(rule) in seen:
+            return
+        seen.add(id(rule))
+        for field in rule.fields:
+            inner = field.rule.item if isinstance(field.rule, ArrayRule) else field.rule
+            if isinstance(inner, EnumRule):
+                found.append((rule.schema, field.name, inner))
+            elif isinstance(inner, ObjectRule):
+                walk(inner)
+
+    for rule in REQUEST_RULES.values():
+        walk(rule)
+    return found
 
 
 def test_enum_lists_match_the_specs() -> None:
-    """The documented values, as listed in the KP/CT specs."""
-    assert [m.value for m in Intent] == ["buy", "tokenize", "buy_and_tokenize"]
-    assert [m.value for m in Interval] == ["DAY", "WEEK", "MONTH", "YEAR"]
-    assert [m.value for m in SessionStatus] == ["complete", "incomplete"]
-    assert [m.value for m in AcquiringChannel] == ["ECOMMERCE", "IN_STORE", "TELESALES"]
-    assert [m.value for m in IntendedUse] == ["SUBSCRIPTION"]
-    assert {m.value for m in OrderLineType} == {
-        "physical",
-        "discount",
-        "shipping_fee",
-        "sales_tax",
-        "digital",
-        "gift_card",
-        "store_credit",
-        "surcharge",
-        "return_fee",
+    """Each request enum's members are the values of its field in the contract (the specs'
+    table with our overrides): read from the table, not written out here again."""
+    found = _enum_fields()
+    assert {(schema, field) for schema, field, _ in found} >= {
+        ("payments.session_create", "intent"),
+        ("payments.session_create", "acquiring_channel"),
+        ("payments.subscription", "interval"),
+        ("customer_token.subscription", "interval"),
+        ("payments.order_line", "type"),
+        ("customer_token.order_line", "type"),
+        ("payments.customer_token_creation_request", "intended_use"),
+        ("payments.customer", "organization_entity_type"),
     }
+    contract_ = contract()
+    for schema, field, rule in found:
+        kind = contract_[schema].properties[field]
+        assert isinstance(kind, String)
+        assert kind.enum is not None
+        assert rule.values == kind.enum
+        assert rule.enum_class is not None
+        members = {m.value for m in rule.enum_class}  # type: ignore[attr-defined]
+        if rule.enum_class is OrderLineType:
+            # One class for KP/CT lines and Order Management's, which adds return_fee.
+            om_line = contract_["order_management.order_line"].properties["type"]
+            assert isinstance(om_line, String)
+            assert members == set(om_line.enum or ())
+            assert members - set(kind.enum) == {"return_fee"}
+        else:
+            assert members == set(kind.enum), (schema, field)
     assert "pix" in {m.value for m in AuthorizedPaymentMethodType}
     assert "alternative_payment_method" in {m.value for m in AuthorizedPaymentMethodType}
 

@@ -6,13 +6,15 @@ out of the JSON; lists are tuples so that models stay frozen and hashable.
 
 One :class:`OrderLine` class serves both APIs: their schemas differ only in limits (CT lines
 allow at most 100000000 minor units and 255 characters of ``merchant_data``, KP lines 200000000
-and 1024), which ``klarna_async._validation`` applies per API.
+and 1024), which the wire contract (``klarna_async._contract``, bound to the models in
+``klarna_async._rules``) applies per API.
 """
 
 from __future__ import annotations
 
 import attrs
 
+from klarna_async._models import _masks
 from klarna_async._models.enums import (
     AuthorizedPaymentMethodType,
     FraudStatus,
@@ -20,6 +22,7 @@ from klarna_async._models.enums import (
     OrderLineType,
     OrganizationEntityType,
     as_authorized_payment_method_type,
+    as_code,
     as_fraud_status,
     as_interval,
     as_order_line_type,
@@ -45,22 +48,26 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class Address:
-    """``address``: a billing or shipping address (KP and CT)."""
+    """``address``: a billing or shipping address (KP and CT).
 
-    attention: str | None = None
-    city: str | None = None
-    country: str | None = None
-    email: str | None = None
-    family_name: str | None = None
-    given_name: str | None = None
-    organization_name: str | None = None
-    phone: str | None = None
-    postal_code: str | None = None
+    Its repr shows only the country: the rest is personal data.
+    """
+
+    attention: str | None = attrs.field(default=None, repr=_masks.personal)
+    city: str | None = attrs.field(default=None, repr=_masks.personal)
+    #: ISO 3166-1 alpha-2; sent upper-cased.
+    country: str | None = attrs.field(default=None, converter=as_code)
+    email: str | None = attrs.field(default=None, repr=_masks.personal)
+    family_name: str | None = attrs.field(default=None, repr=_masks.personal)
+    given_name: str | None = attrs.field(default=None, repr=_masks.personal)
+    organization_name: str | None = attrs.field(default=None, repr=_masks.personal)
+    phone: str | None = attrs.field(default=None, repr=_masks.personal)
+    postal_code: str | None = attrs.field(default=None, repr=_masks.personal)
     #: ISO 3166-2 region or state; Klarna requires it for US and AU addresses.
-    region: str | None = None
-    street_address: str | None = None
-    street_address2: str | None = None
-    title: str | None = None
+    region: str | None = attrs.field(default=None, repr=_masks.personal)
+    street_address: str | None = attrs.field(default=None, repr=_masks.personal)
+    street_address2: str | None = attrs.field(default=None, repr=_masks.personal)
+    title: str | None = attrs.field(default=None, repr=_masks.personal)
 
 
 @attrs.frozen(kw_only=True)
@@ -102,7 +109,8 @@ class OrderLine:
     total_discount_amount: int | None = None
     #: Negative on a discount line.
     total_tax_amount: int | None = None
-    merchant_data: str | None = None
+    #: Free text: its repr is masked, as it may carry anything.
+    merchant_data: str | None = attrs.field(default=None, repr=_masks.personal)
     product_url: str | None = None
     image_url: str | None = None
     product_identifiers: ProductIdentifiers | None = None
@@ -130,28 +138,32 @@ class TokenMerchantUrls:
 
 @attrs.frozen(kw_only=True)
 class Customer:
-    """``customer``: facts about the buyer (KP requests; also read back in a session)."""
+    """``customer``: facts about the buyer (KP requests; also read back in a session).
+
+    Its repr shows only ``type`` and ``organization_entity_type``: the rest is personal data.
+    """
 
     #: ``yyyy-mm-dd``.
-    date_of_birth: str | None = None
-    gender: str | None = None
-    last_four_ssn: str | None = None
-    national_identification_number: str | None = None
+    date_of_birth: str | None = attrs.field(default=None, repr=_masks.personal)
+    gender: str | None = attrs.field(default=None, repr=_masks.personal)
+    last_four_ssn: str | None = attrs.field(default=None, repr=_masks.personal)
+    national_identification_number: str | None = attrs.field(default=None, repr=_masks.personal)
     organization_entity_type: OrganizationEntityType | None = attrs.field(
         default=None, converter=as_organization_entity_type
     )
-    organization_registration_id: str | None = None
-    title: str | None = None
+    organization_registration_id: str | None = attrs.field(default=None, repr=_masks.personal)
+    title: str | None = attrs.field(default=None, repr=_masks.personal)
     #: ``person`` or ``organization``; the latter starts a B2B session.
     type: str | None = None
-    vat_id: str | None = None
+    vat_id: str | None = attrs.field(default=None, repr=_masks.personal)
 
 
 @attrs.frozen(kw_only=True)
 class Attachment:
     """``attachment``: extra merchant data, a JSON document serialized into ``body``."""
 
-    body: str
+    #: Extra merchant data is mostly about the customer (accounts, e-mail): masked in the repr.
+    body: str = attrs.field(repr=_masks.personal)
     #: Usually ``application/vnd.klarna.internal.emd-v2+json``.
     content_type: str
 
@@ -205,5 +217,6 @@ class Order:
     #: ``ACCEPTED`` may be captured; ``PENDING`` waits for Klarna's notification.
     fraud_status: FraudStatus | None = attrs.field(default=None, converter=as_fraud_status)
     # The CT spec marks redirect_url required, yet Klarna's CT example answers without it.
-    redirect_url: str | None = None
+    # Its repr shows the host only: the path may carry a session's or a token's id.
+    redirect_url: str | None = attrs.field(default=None, repr=_masks.url)
     authorized_payment_method: AuthorizedPaymentMethod | None = None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import attrs
 
+from klarna_async._models import _masks
 from klarna_async._models.common import Address, Attachment, OrderLine, TokenMerchantUrls
 from klarna_async._models.enums import (
     PaymentMethodType,
     TokenStatus,
+    as_code,
     as_payment_method_type,
     as_token_status,
 )
@@ -21,21 +23,26 @@ __all__ = ["Card", "CustomerToken", "DirectDebit", "TokenOrderRequest"]
 
 @attrs.frozen(kw_only=True)
 class TokenOrderRequest:
-    """``customer_token_order``: the body that charges a customer token (a recurring order)."""
+    """``customer_token_order``: the body that charges a customer token (a recurring order).
 
-    # Unlike a KP order the CT schema has no purchase_country, locale or billing_address (the
-    # token carries them), and it requires order_tax_amount.
-    purchase_currency: str
+    ``locale`` is not in Klarna's spec export, but Klarna's docs send it; see
+    ``klarna_async._contract.overrides``.
+    """
+
+    # Unlike a KP order the CT schema has no purchase_country or billing_address (the token
+    # carries them), and it requires order_tax_amount.
+    purchase_currency: str = attrs.field(converter=as_code)
     order_amount: int
     order_tax_amount: int
     order_lines: tuple[OrderLine, ...]
     auto_capture: bool | None = None
     merchant_reference1: str | None = None
     merchant_reference2: str | None = None
-    merchant_data: str | None = None
+    merchant_data: str | None = attrs.field(default=None, repr=_masks.personal)
     merchant_urls: TokenMerchantUrls | None = None
     shipping_address: Address | None = None
     attachment: Attachment | None = None
+    locale: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -43,8 +50,9 @@ class Card:
     """``card_information``: the card behind a customer token, masked."""
 
     brand: str
-    #: ``MM/YYYY``.
-    expiry_date: str
+    #: ``MM/YYYY`` (masked in the repr, as card data).
+    expiry_date: str = attrs.field(repr=_masks.personal)
+    #: Already masked by Klarna (``**1234``).
     masked_number: str
 
 

@@ -7,12 +7,16 @@ fail to decode because of one. Every enum here is a :class:`str` whose ``_missin
 are never added to the class, so iterating an enum lists only what Klarna documents. Request
 validation (``klarna_async._validation``) rejects pseudo-members where the spec declares an enum,
 so a typo is caught before it is sent.
+
+The enums of request fields (and the token's status and payment method type) take any casing of
+a documented value as that member: Klarna's own example sends ``"subscription"`` where the spec
+says ``SUBSCRIPTION``, and the member's spelling is what is sent.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Self, cast
+from typing import Any, Self
 
 __all__ = [
     "AcquiringChannel",
@@ -57,20 +61,32 @@ class OpenStrEnum(enum.StrEnum):
         return f"<{type(self).__name__}({self._value_!r}), unknown>"
 
 
+_FOLDED: dict[type[OpenStrEnum], dict[str, OpenStrEnum]] = {}
+
+
 class _CaseInsensitiveOpenStrEnum(OpenStrEnum):
-    # For fields whose casing on the wire Klarna never pinned down: any casing of a documented
-    # value decodes to the documented member, so ``status is TokenStatus.ACTIVE`` keeps working.
+    # Any casing of a documented value is that member: Klarna's casing on the wire is not pinned
+    # down for some fields (a token's status), and its own docs send "subscription" where the
+    # spec's enum says "SUBSCRIPTION" (see klarna_async._contract.overrides.ENUMS_IGNORE_CASE).
+    # So ``status is TokenStatus.ACTIVE`` keeps working, and a request sends the spec's spelling.
+    # Only ASCII is folded: "\u017f".upper() is "S", and no documented value needs more.
     @classmethod
     def _missing_(cls, value: object) -> Any:
         if not isinstance(value, str):
             return None
-        member = cls._member_map_.get(value.upper())
-        if member is not None:
-            return member
+        if value.isascii():
+            folded = _FOLDED.get(cls)
+            if folded is None:
+                folded = _FOLDED[cls] = {
+                    member.value.lower(): member for member in cls.__members__.values()
+                }
+            member = folded.get(value.lower())
+            if member is not None:
+                return member
         return cls._pseudo_member(value)
 
 
-class Intent(OpenStrEnum):
+class Intent(_CaseInsensitiveOpenStrEnum):
     """``session_create.intent``: what the payment session is for."""
 
     BUY = "buy"
@@ -78,7 +94,7 @@ class Intent(OpenStrEnum):
     BUY_AND_TOKENIZE = "buy_and_tokenize"
 
 
-class AcquiringChannel(OpenStrEnum):
+class AcquiringChannel(_CaseInsensitiveOpenStrEnum):
     """``session_create.acquiring_channel``."""
 
     ECOMMERCE = "ECOMMERCE"
@@ -93,7 +109,7 @@ class SessionStatus(OpenStrEnum):
     INCOMPLETE = "incomplete"
 
 
-class Interval(OpenStrEnum):
+class Interval(_CaseInsensitiveOpenStrEnum):
     """``subscription.interval``: the cadence unit of a subscription."""
 
     DAY = "DAY"
@@ -102,7 +118,7 @@ class Interval(OpenStrEnum):
     YEAR = "YEAR"
 
 
-class OrderLineType(OpenStrEnum):
+class OrderLineType(_CaseInsensitiveOpenStrEnum):
     """``order_line.type``. ``return_fee`` exists only in Order Management refunds."""
 
     PHYSICAL = "physical"
@@ -124,7 +140,7 @@ class FraudStatus(OpenStrEnum):
     REJECTED = "REJECTED"
 
 
-class IntendedUse(OpenStrEnum):
+class IntendedUse(_CaseInsensitiveOpenStrEnum):
     """``customer_token_creation_request.intended_use``."""
 
     SUBSCRIPTION = "SUBSCRIPTION"
@@ -172,7 +188,7 @@ class AuthorizedPaymentMethodType(OpenStrEnum):
     ALTERNATIVE_PAYMENT_METHOD = "alternative_payment_method"
 
 
-class OrganizationEntityType(OpenStrEnum):
+class OrganizationEntityType(_CaseInsensitiveOpenStrEnum):
     """``customer.organization_entity_type`` (B2B customers only)."""
 
     LIMITED_COMPANY = "LIMITED_COMPANY"
@@ -189,64 +205,88 @@ class OrganizationEntityType(OpenStrEnum):
 
 
 # --- attrs converters ---------------------------------------------------------------------------
-# The models declare enum types, yet a caller may write the plain string (``interval="MONTH"``):
-# these turn a plain str into the enum (a pseudo-member if unknown, which request validation then
-# rejects). Anything else is left as it is, so that validation can report it with its path
-# rather than the constructor raising. One named function per field type, because mypy's attrs
-# plugin reads the accepted type from the converter's signature.
+# The models declare enum types, yet a caller may write the plain string (``interval="MONTH"``,
+# or "month"): these turn any str into the enum's member (a pseudo-member if unknown, which
+# request validation then rejects), so a model holds what will be sent. Anything else is left as
+# it is, so that validation can report it with its path rather than the constructor raising. One
+# named function per field type, because mypy's attrs plugin reads the accepted type from the
+# converter's signature.
 
 
 def as_intent(value: Intent | str | None) -> Intent | None:
-    return Intent(value) if type(value) is str else cast("Intent | None", value)
+    if value.__class__ is not Intent and isinstance(value, str):
+        return Intent(value)
+    return value
 
 
 def as_acquiring_channel(value: AcquiringChannel | str | None) -> AcquiringChannel | None:
-    return AcquiringChannel(value) if type(value) is str else cast("AcquiringChannel | None", value)
+    if value.__class__ is not AcquiringChannel and isinstance(value, str):
+        return AcquiringChannel(value)
+    return value
 
 
 def as_session_status(value: SessionStatus | str | None) -> SessionStatus | None:
-    return SessionStatus(value) if type(value) is str else cast("SessionStatus | None", value)
+    if value.__class__ is not SessionStatus and isinstance(value, str):
+        return SessionStatus(value)
+    return value
 
 
 def as_interval(value: Interval | str) -> Interval:
-    return Interval(value) if type(value) is str else cast(Interval, value)
+    if value.__class__ is not Interval and isinstance(value, str):
+        return Interval(value)
+    return value
 
 
 def as_order_line_type(value: OrderLineType | str | None) -> OrderLineType | None:
-    return OrderLineType(value) if type(value) is str else cast("OrderLineType | None", value)
+    if value.__class__ is not OrderLineType and isinstance(value, str):
+        return OrderLineType(value)
+    return value
 
 
 def as_fraud_status(value: FraudStatus | str | None) -> FraudStatus | None:
-    return FraudStatus(value) if type(value) is str else cast("FraudStatus | None", value)
+    if value.__class__ is not FraudStatus and isinstance(value, str):
+        return FraudStatus(value)
+    return value
 
 
 def as_intended_use(value: IntendedUse | str) -> IntendedUse:
-    return IntendedUse(value) if type(value) is str else cast(IntendedUse, value)
+    if value.__class__ is not IntendedUse and isinstance(value, str):
+        return IntendedUse(value)
+    return value
 
 
 def as_token_status(value: TokenStatus | str) -> TokenStatus:
-    return TokenStatus(value) if type(value) is str else cast(TokenStatus, value)
+    if value.__class__ is not TokenStatus and isinstance(value, str):
+        return TokenStatus(value)
+    return value
 
 
 def as_payment_method_type(value: PaymentMethodType | str) -> PaymentMethodType:
-    return PaymentMethodType(value) if type(value) is str else cast(PaymentMethodType, value)
+    if value.__class__ is not PaymentMethodType and isinstance(value, str):
+        return PaymentMethodType(value)
+    return value
 
 
 def as_authorized_payment_method_type(
     value: AuthorizedPaymentMethodType | str,
 ) -> AuthorizedPaymentMethodType:
-    return (
-        AuthorizedPaymentMethodType(value)
-        if type(value) is str
-        else cast(AuthorizedPaymentMethodType, value)
-    )
+    if value.__class__ is not AuthorizedPaymentMethodType and isinstance(value, str):
+        return AuthorizedPaymentMethodType(value)
+    return value
 
 
 def as_organization_entity_type(
     value: OrganizationEntityType | str | None,
 ) -> OrganizationEntityType | None:
-    return (
-        OrganizationEntityType(value)
-        if type(value) is str
-        else cast("OrganizationEntityType | None", value)
-    )
+    if value.__class__ is not OrganizationEntityType and isinstance(value, str):
+        return OrganizationEntityType(value)
+    return value
+
+
+def as_code(value: str) -> str:
+    """An ISO currency or country code as Klarna's examples write it: upper case. Non-ASCII
+    text and values of other types are left for validation to report."""
+    checked: object = value  # the declared type is what callers should pass, not all they do
+    if isinstance(checked, str) and checked.isascii():
+        return checked.upper()
+    return value
