@@ -19,8 +19,11 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``_responses``             sans-I/O: an answer becomes a model or a typed error
 ``_redis_pacer``           ``RedisRateLimiter``: one pace for many processes (extra ``[redis]``)
 ``_ratelimit``             client-side pacing (the ``Pacer`` protocol)
-``_validation``            checks a request against Klarna's specs before sending
+``_validation``            checks a request before sending: every problem, with its JSON path
+``_fast_path``             the generated one-pass validate-and-write of a valid request
+``_rules``                 the constraint table bound to the request models
 ``_converter``             the one cattrs converter
+``_contract/``             Klarna's field constraints, generated from the specs, and overrides
 ``_models/``, ``_errors``  the wire models, the exception tree, configuration
 =========================  ================================================================
 

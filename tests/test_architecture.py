@@ -34,7 +34,12 @@ LAYERS: list[tuple[str, list[str]]] = [
         "klarna_async._transport", "klarna_async._responses", "klarna_async._ratelimit",
     ]),
     ("validation", ["klarna_async._validation"]),
+    ("validate-and-write fast path", ["klarna_async._fast_path"]),
+    ("rules bound to the models", ["klarna_async._rules"]),
     ("converter", ["klarna_async._converter"]),
+    ("the wire contract, generated from the specs", [
+        "klarna_async._contract", "klarna_async._contract.*",
+    ]),
     ("models, errors, config", [
         "klarna_async._models", "klarna_async._models.*", "klarna_async._errors",
         "klarna_async._config",

@@ -16,7 +16,7 @@ from klarna_async._batch import Charge, ChargeResult, ChargeStatus, run_batch, s
 from klarna_async._models import CustomerToken, Order, TokenOrderRequest
 from klarna_async._request import Endpoint, Requester
 from klarna_async._retry import RetryPolicy, Safety
-from klarna_async._validation import prepare
+from klarna_async._validation import encode_request
 
 __all__ = ["CustomerTokens", "derive_idempotency_key"]
 
@@ -86,7 +86,9 @@ class CustomerTokens:
         hours; pass ``after_unknown=True`` when the first call was made elsewhere (another
         process, before a restart), so that a refusal is not taken for "not charged".
         """
-        body = prepare(request, TokenOrderRequest, check_amounts=self._requester.check_amounts)[1]
+        body = encode_request(
+            request, TokenOrderRequest, check_amounts=self._requester.check_amounts
+        )
         order, _ = await self._requester.request(
             CREATE_ORDER,
             customer_token,
@@ -131,9 +133,9 @@ class CustomerTokens:
             started = time.monotonic()
             try:
                 # Before anything is sent: a bad request, token or key is this charge's result.
-                body = prepare(
+                body = encode_request(
                     charge.request, TokenOrderRequest, check_amounts=requester.check_amounts
-                )[1]
+                )
                 call = requester.prepare(
                     CREATE_ORDER, charge.customer_token, charge.idempotency_key
                 )

@@ -23,7 +23,7 @@ from klarna_async._models import (
 )
 from klarna_async._request import Endpoint, Requester
 from klarna_async._retry import RetryPolicy, Safety
-from klarna_async._validation import prepare
+from klarna_async._validation import encode_request
 
 __all__ = ["Payments"]
 
@@ -72,7 +72,7 @@ class Payments:
         self._requester = requester
 
     def _body(self, request: Any, cls: type[Any]) -> bytes:
-        return prepare(request, cls, check_amounts=self._requester.check_amounts)[1]
+        return encode_request(request, cls, check_amounts=self._requester.check_amounts)
 
     async def create_session(
         self, request: SessionRequest | Mapping[str, Any], *, retry: RetryPolicy | None = None
