@@ -30,6 +30,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 
 import klarna_async._resources.customer_tokens as customer_tokens_module
@@ -517,6 +518,22 @@ class TestMetrics:
             assert common == {k: v for k, v in point.attributes.items() if k in common}
             assert "url.full" not in point.attributes
 
+    async def test_sampled_out_calls_still_count(self, fake: FakeKlarna, otel: Otel):
+        """With a sampler that records nothing, no span is exported but every attempt is
+        measured and an unknown outcome counted."""
+        token = fake.add_customer_token()
+        fake.faults.script(CT_ORDER, [Fault.DROP_AFTER_COMMIT] * 3)
+        sampled_out = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+        telemetry = Telemetry(tracer_provider=sampled_out, meter_provider=otel.meter_provider)
+        async with client_for(fake.url, telemetry=telemetry) as client:
+            with pytest.raises(OutcomeUnknownError):
+                await client.customer_tokens.create_order(token, samples.token_order())
+        assert [] == otel.spans()
+        (unknown,) = otel.points("klarna.client.unknown_outcomes")
+        assert 1 == unknown.value
+        assert 3 == sum(p.count for p in otel.points("http.client.request.duration"))
+        assert 2 == sum(p.value for p in otel.points("klarna.client.retries"))
+
     async def test_without_advice_support_the_histogram_is_still_made(self, fake: FakeKlarna):
         """An API before 1.30 takes no explicit_bucket_boundaries_advisory: made without."""
         made: list[dict[str, Any]] = []
@@ -756,6 +773,10 @@ class _BrokenSpan(NonRecordingSpan):
         self._maybe("get_span_context")
         return super().get_span_context()
 
+    def is_recording(self) -> bool:
+        self._maybe("is_recording")
+        return True
+
 
 class _BrokenTracer(trace.Tracer):
     def __init__(self, broken: str) -> None:
@@ -812,6 +833,7 @@ BROKEN_PARTS = [
     "add_event",
     "end",
     "get_span_context",
+    "is_recording",
     "instruments",
     "exporter",
 ]
@@ -966,3 +988,23 @@ def test_telemetry_repr_and_defaults():
     )
     assert "propagate_context=False" in repr(telemetry)
     assert client_for("http://127.0.0.1:9")._requester.observer is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the benchmark's peer needs POSIX signals")
+def test_the_benchmark_runs():
+    """benchmarks.otel at a tiny size (so it cannot rot): every arm measured, every SDK span
+    exported; the "before" arm wherever git can rebuild the package before telemetry."""
+    from benchmarks import otel as otel_benchmark
+
+    result = otel_benchmark.run(charges=20, rounds=1, concurrency=4, warmup=8, path_factor=2)
+    for mode in ("wire", "path"):
+        section = result[mode]
+        arms = set(section["median"])
+        assert {"off", "noop", "sdk"} <= arms
+        assert ("before" in arms) == (result["before_revision"] is not None)
+        for figures in section["median"].values():
+            assert 0 < figures["cpu_us"] < 1e6
+        assert section["sdk_spans_made"] == section["sdk_spans_exported"]
+    assert "klarna_async_before" not in sys.modules
+    assert "noop vs off" in otel_benchmark.summary(result)
+

@@ -313,11 +313,12 @@ class _Call:
                 outcome["error.type"] = _error_type(error)
                 failed = True
             self._owner.duration.record(duration, {**self._route.duration_attributes, **outcome})
-            correlation_id = headers.get(_CORRELATION_HEADER) if headers is not None else None
-            if correlation_id:
-                self._correlation_id = correlation_id
-                outcome["klarna.correlation_id"] = correlation_id
-            if span is not None:
+            # A span that is not recording (sampled out, no SDK) needs no more work.
+            if span is not None and span.is_recording():
+                correlation_id = headers.get(_CORRELATION_HEADER) if headers is not None else None
+                if correlation_id:
+                    self._correlation_id = correlation_id
+                    outcome["klarna.correlation_id"] = correlation_id
                 span.set_attributes(outcome)
                 if failed:
                     span.set_status(Status(StatusCode.ERROR))
@@ -346,10 +347,11 @@ class _Call:
                 self._owner.retries.add(
                     1, {"klarna.operation": self._route.operation, "error.type": error_type}
                 )
-            if reason == "client_rate_limit":
-                # Heard of after the pause: dated when it began.
-                timestamp = time.time_ns() - int(seconds * 1e9)
-            self._span.add_event("klarna.wait", attributes, timestamp)
+            if self._span.is_recording():
+                if reason == "client_rate_limit":
+                    # Heard of after the pause: dated when it began.
+                    timestamp = time.time_ns() - int(seconds * 1e9)
+                self._span.add_event("klarna.wait", attributes, timestamp)
         except Exception as exc:
             _report("recording a wait", exc)
 
@@ -357,6 +359,8 @@ class _Call:
 
     def succeeded(self, result: object) -> None:
         try:
+            if not self._span.is_recording():
+                return  # (finally: ended all the same)
             attributes: Attributes = {
                 "klarna.outcome": "placed" if self._route.charge else "ok",
                 "klarna.attempts": self.attempts,
@@ -380,6 +384,11 @@ class _Call:
                 outcome = status_of(error).value
             else:
                 outcome = "unknown" if isinstance(error, OutcomeUnknownError) else "error"
+            if outcome == "unknown":
+                self._owner.unknown.add(1, {"klarna.operation": route.operation})
+            span = self._span
+            if not span.is_recording():
+                return  # (finally: ended all the same)
             attributes: Attributes = {
                 "klarna.outcome": outcome,
                 "klarna.attempts": self.attempts,
@@ -395,11 +404,8 @@ class _Call:
                 correlation_id = cause.correlation_id or correlation_id
             if correlation_id:
                 attributes["klarna.correlation_id"] = correlation_id
-            span = self._span
             span.set_attributes(attributes)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            if outcome == "unknown":
-                self._owner.unknown.add(1, {"klarna.operation": route.operation})
         except Exception as exc:
             _report("recording a call's error", exc)
         finally:
