@@ -1007,4 +1007,3 @@ def test_the_benchmark_runs():
         assert section["sdk_spans_made"] == section["sdk_spans_exported"]
     assert "klarna_async_before" not in sys.modules
     assert "noop vs off" in otel_benchmark.summary(result)
-
