@@ -16,13 +16,16 @@ token and key), each through a client of its own, at concurrency 64:
   reader (aggregation, no export). Each sdk round ends with ``force_flush()`` inside the
   measured window, so the export thread's work lands on this arm and no other; the spans made
   and exported are counted (a dropped span would flatter the figure).
+* ``unsampled``: the same SDK with a sampler that records no trace (``ALWAYS_OFF``): what the
+  metrics and the non-recording spans cost, i.e. the floor that trace sampling tends to.
 
 All arms run in this one process, alternating in short rounds in a rotating order, as in
 :mod:`benchmarks.cpu`: a process's own luck (its core, its hash seed, its memory layout) is
 shared by every arm, and was measured to swing one process against another by 25 % on a busy
 machine. Only this process's CPU is counted (``time.process_time()``: every thread, the SDK's
 batch thread included). A ratio is the median of per-round ratios against the ``off`` round run
-next to it; the median of per-round differences is given in µs beside it.
+next to it; the median of per-round differences is given in µs beside it, with a bootstrap
+95 % interval of that median.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import gc
 import importlib
 import io
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -52,7 +56,7 @@ from benchmarks._common import OUT_DIR, ROOT, machine, median, peer
 from benchmarks.cpu import _KEY_PREFIX, _TOKEN_PREFIX, _run_workers
 from benchmarks.peer import ORDER
 
-ARMS = ("before", "off", "noop", "sdk")
+ARMS = ("before", "off", "noop", "sdk", "unsampled")
 #: The file whose first commit is where telemetry landed.
 _LANDED = "klarna_async/_telemetry/_otel.py"
 _BEFORE = "klarna_async_before"
@@ -213,6 +217,7 @@ async def measure(
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
     import klarna_async
 
@@ -220,13 +225,18 @@ async def measure(
     tracer_provider = TracerProvider(shutdown_on_exit=False)
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
-    packages = {"off": klarna_async, "noop": klarna_async, "sdk": klarna_async}
+    unsampled = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    unsampled.add_span_processor(BatchSpanProcessor(_Drop()))
+    packages = dict.fromkeys(("off", "noop", "sdk", "unsampled"), klarna_async)
     telemetry = {
         "noop": klarna_async.Telemetry(
             tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider()
         ),
         "sdk": klarna_async.Telemetry(
             tracer_provider=tracer_provider, meter_provider=meter_provider
+        ),
+        "unsampled": klarna_async.Telemetry(
+            tracer_provider=unsampled, meter_provider=meter_provider
         ),
     }
     if before is not None:
@@ -283,6 +293,7 @@ async def measure(
                     )
     finally:
         tracer_provider.shutdown()
+        unsampled.shutdown()
         meter_provider.shutdown()
 
     medians = {
@@ -290,11 +301,13 @@ async def measure(
         for arm, rows in per_round.items()
     }
 
-    def paired(arm: str, base: str) -> dict[str, float]:
+    def paired(arm: str, base: str) -> dict[str, Any]:
         pairs = list(zip(per_round[arm], per_round[base], strict=True))
+        extra = [a["cpu_us"] - b["cpu_us"] for a, b in pairs]
         return {
             "ratio": median([a["cpu_us"] / b["cpu_us"] for a, b in pairs]),
-            "extra_us": median([a["cpu_us"] - b["cpu_us"] for a, b in pairs]),
+            "extra_us": median(extra),
+            "extra_us_95": _interval(extra),
         }
 
     result: dict[str, Any] = {
@@ -306,6 +319,7 @@ async def measure(
         "median": medians,
         "noop_vs_off": paired("noop", "off"),
         "sdk_vs_off": paired("sdk", "off"),
+        "unsampled_vs_off": paired("unsampled", "off"),
         # One INTERNAL and one CLIENT span per charge.
         "sdk_spans_made": 2 * sdk_charges,
         "sdk_spans_exported": exporter.count,
@@ -367,6 +381,18 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
+def _interval(values: Sequence[float], resamples: int = 2000) -> list[float]:
+    """A bootstrap 95 % interval of the median of ``values`` (seeded: the same data, the same
+    interval)."""
+    draw = random.Random(0)
+    medians = sorted(
+        median(draw.choices(values, k=len(values))) for _ in range(resamples if values else 0)
+    )
+    if not medians:
+        return [float("nan"), float("nan")]
+    return [medians[int(0.025 * len(medians))], medians[int(0.975 * len(medians)) - 1]]
+
+
 def _summary(result: dict[str, Any]) -> str:
     m = result["median"]
 
@@ -375,13 +401,18 @@ def _summary(result: dict[str, Any]) -> str:
 
     def versus(key: str, label: str) -> str:
         pair = result[key]
-        return f"{label} {pair['ratio']:.3f} ({pair['extra_us']:+.2f} µs)"
+        low, high = pair["extra_us_95"]
+        return (
+            f"{label} {pair['ratio']:.3f} ({pair['extra_us']:+.2f} µs, "
+            f"95 % {low:+.2f}..{high:+.2f})"
+        )
 
     parts = [
         "CPU per charge: " + ", ".join(arm(name) for name in ARMS),
         versus("noop_vs_off", "noop vs off"),
         versus("sdk_vs_off", "sdk vs off")
         + f" [{result['sdk_spans_exported']}/{result['sdk_spans_made']} spans exported]",
+        versus("unsampled_vs_off", "unsampled vs off"),
     ]
     if "off_vs_before" in result:
         parts.append(versus("off_vs_before", "off vs before"))
