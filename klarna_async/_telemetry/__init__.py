@@ -59,7 +59,9 @@ class Telemetry:
     * metrics: ``http.client.request.duration`` (histogram, seconds, one per attempt, by
       method, status, server, ``url.template`` and ``error.type``), ``klarna.client.retries``
       (by operation and the ``error.type`` retried) and ``klarna.client.unknown_outcomes`` (by
-      operation: calls to repeat with the same idempotency key).
+      operation: calls to repeat with the same idempotency key). The histogram asks for the
+      conventions' buckets (5 ms to 10 s); an ``opentelemetry-api`` before 1.30 cannot ask, and
+      the SDK then uses its default buckets, meant for milliseconds: add a ``View`` there.
 
     Never recorded: tokens (customer or authorization: the telemetry is never given the path
     parameter), credentials or the ``Authorization`` header, request or answer bodies, personal
