@@ -4,10 +4,12 @@ The arms charge the same peer (:mod:`benchmarks.peer`, another process) with ``c
 :mod:`benchmarks.cpu`'s ``full`` arm does (each charge builds its request, for its own customer
 token and key), each through a client of its own, at concurrency 64:
 
-* ``before``: the package as it was before telemetry landed: ``git archive`` of the parent of
-  the commit that added ``klarna_async/_telemetry/_otel.py``, imported as
-  ``klarna_async_before`` (its own name, rewritten in its sources, so that both versions live in
-  this one process). The baseline of "free when off"; left out outside a git checkout.
+* ``before``: the package as it was before telemetry landed: ``git archive`` of the first
+  parent of the commit that brought ``klarna_async/_telemetry/_otel.py`` into this branch's
+  first-parent history (the merge, once merged), imported as ``klarna_async_before`` (its own
+  name, rewritten in its sources, so that both versions live in this one process). The baseline
+  of "free when off", meaningful while nothing else has changed since; ``--before REV`` picks
+  another. Left out outside a git checkout.
 * ``off``: this package, no telemetry (the default).
 * ``noop``: ``Telemetry`` with ``opentelemetry-api``'s ``NoOpTracerProvider`` and
   ``NoOpMeterProvider``: what the hooks cost when the application configures no SDK.
@@ -72,8 +74,11 @@ def before_revision() -> str | None:
     git = shutil.which("git")
     if git is None:
         return None
+    # --first-parent diffs a merge against its first parent: the merge that brought telemetry
+    # in is found, and its first parent is the code just before it.
+    command = ["log", "--first-parent", "--diff-filter=A", "--format=%H", "--", _LANDED]
     done = subprocess.run(  # noqa: S603 - git, with fixed arguments
-        [git, "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--", _LANDED],
+        [git, "-C", str(ROOT), *command],
         capture_output=True,
         text=True,
         check=False,
@@ -99,13 +104,16 @@ def before_package(revision: str | None) -> Iterator[ModuleType | None]:
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             for member in tar.getmembers():
-                if not (member.isfile() and member.name.endswith(".py")):
+                if not member.isfile():
                     continue
                 source = tar.extractfile(member)
                 assert source is not None
                 target = Path(tmp, _BEFORE, *Path(member.name).parts[1:])
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(own_name.sub(_BEFORE, source.read().decode()))
+                data = source.read()
+                if member.name.endswith(".py"):
+                    data = own_name.sub(_BEFORE, data.decode()).encode()
+                target.write_bytes(data)
         sys.path.insert(0, tmp)
         try:
             yield importlib.import_module(_BEFORE)
