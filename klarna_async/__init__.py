@@ -11,6 +11,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``_cli``, ``_demo``        the ``klarna-async`` command
 ``_charge_file``           charge files and results files: lines, records, the resume plan
 ``_client``                ``KlarnaClient``: configuration, lifecycle, the resources wired in
+``_telemetry/``            ``Telemetry``: OpenTelemetry spans and metrics, imported when asked
 ``_resources/``            one class per Klarna API, one method per endpoint
 ``_batch``                 the lazy, bounded batch runner; ``Charge``, ``ChargeResult``
 ``_request``               the one request path: ``Endpoint``, ``Requester`` (the pool)
@@ -113,6 +114,7 @@ from klarna_async._redis_pacer import RedisRateLimiter
 from klarna_async._resources.customer_tokens import CustomerTokens, derive_idempotency_key
 from klarna_async._resources.payments import Payments
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
+from klarna_async._telemetry import Telemetry
 from klarna_async._version import __version__
 
 __all__ = [
@@ -188,6 +190,7 @@ __all__ = [
     "SessionRequest",
     "SessionStatus",
     "Subscription",
+    "Telemetry",
     "TokenCanceledError",
     "TokenMerchantUrls",
     "TokenNotFoundError",

@@ -29,6 +29,7 @@ from klarna_async._request import Requester
 from klarna_async._resources.customer_tokens import CustomerTokens
 from klarna_async._resources.payments import Payments
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
+from klarna_async._telemetry import Telemetry
 
 __all__ = ["KlarnaClient"]
 
@@ -68,6 +69,8 @@ class KlarnaClient:
         check_amounts: check the amount arithmetic (line totals, order sums) before sending.
         on_attempt: called after every HTTP attempt with an :class:`AttemptEvent` (metrics).
         user_agent_extra: appended to the User-Agent, e.g. ``"Platform/my-shop_2.1"``.
+        telemetry: OpenTelemetry spans and metrics (:class:`Telemetry`, the ``otel`` extra);
+            ``None`` (the default): none, and nothing of OpenTelemetry is imported.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class KlarnaClient:
         check_amounts: bool = True,
         on_attempt: Callable[[AttemptEvent], None] | None = None,
         user_agent_extra: str | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._credentials = Credentials(username, password)
         self.region = Region(region)
@@ -138,6 +142,11 @@ class KlarnaClient:
             on_attempt=on_attempt,
             pacer=self.rate_limiter,
             check_amounts=check_amounts,
+            observer=None
+            if telemetry is None
+            else telemetry._observer(
+                region=self.region, environment=self.environment, base_url=self._base
+            ),
         )
         self._payments = Payments(self._requester)
         self._customer_tokens = CustomerTokens(self._requester)

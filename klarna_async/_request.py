@@ -6,6 +6,10 @@ attempt, and every attempt sends the same bytes and key. The requester also owns
 of the connection pool, because closing must know which calls are in flight: ``close()`` lets
 them finish (bounded), then cuts off the rest, which end as "unknown" when they may have
 acted, never as "not charged".
+
+Telemetry (``klarna_async._telemetry``, above this layer) is handed down as an
+:class:`Observer`; without it, ``Requester.observer`` is None and a call pays two ``is None``
+checks for it.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias, TypeVar, overload
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -33,12 +37,23 @@ from klarna_async._retry import (
     Safety,
     mask_token,
 )
+from klarna_async._transport import RawResponse
 from klarna_async._transport import send as send_once
 
 if TYPE_CHECKING:
     from klarna_async._ratelimit import Pacer
 
-__all__ = ["Call", "Endpoint", "Reader", "Requester", "check_idempotency_key", "path_param"]
+__all__ = [
+    "Call",
+    "CallObserver",
+    "Endpoint",
+    "Observer",
+    "Reader",
+    "Requester",
+    "Send",
+    "check_idempotency_key",
+    "path_param",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("klarna_async")
@@ -46,6 +61,11 @@ logger = logging.getLogger("klarna_async")
 #: Reads a success answer some other way than as a JSON model: ``(status, headers, body)`` in,
 #: a result out, or ``ResponseDecodeError`` (e.g. a capture's id from its ``Capture-Id`` header).
 Reader: TypeAlias = Callable[[int, Mapping[str, str], bytes], T]
+#: One HTTP attempt, as ``_transport.send``: ``(session, method, url, headers, body, timeout)``.
+Send: TypeAlias = Callable[
+    [aiohttp.ClientSession, str, URL, Mapping[str, str], bytes | None, float],
+    Awaitable[RawResponse],
+]
 
 
 class Endpoint:
@@ -55,7 +75,16 @@ class Endpoint:
     says whether that parameter is a token that logs may show only masked.
     """
 
-    __slots__ = ("_prefix", "_suffix", "method", "operation", "safety", "secret", "what")
+    __slots__ = (
+        "_prefix",
+        "_suffix",
+        "method",
+        "operation",
+        "safety",
+        "secret",
+        "template",
+        "what",
+    )
 
     def __init__(
         self,
@@ -71,6 +100,7 @@ class Endpoint:
         self.safety = safety
         self.what = what
         self.secret = secret
+        self.template = template
         self._prefix, _, self._suffix = template.partition("{}")
 
     def __repr__(self) -> str:
@@ -119,6 +149,36 @@ def check_idempotency_key(key: object) -> str:
     return key
 
 
+class CallObserver(Protocol):
+    """What watches one call for telemetry. Its methods never raise (rule 6 of ``_retry``): a
+    failure inside telemetry is logged and the call goes on as if it were off."""
+
+    def transport(self, send: Send) -> Send:
+        """``send`` as this call's attempts use it (each attempt observed)."""
+        ...
+
+    def wait(self, seconds: float, reason: str, error: BaseException | None) -> None:
+        """A wait of the call (``Retrier.run``'s ``on_wait``)."""
+        ...
+
+    def succeeded(self, result: object) -> None:
+        """The call returned ``result``."""
+        ...
+
+    def failed(self, error: BaseException) -> None:
+        """The call ended in ``error`` (raised to the caller right after)."""
+        ...
+
+
+class Observer(Protocol):
+    """What watches every call of one client (its telemetry). It is never given the path
+    parameter or the URL: tokens cannot reach it."""
+
+    def call(self, endpoint: Endpoint, idempotency_key: str | None) -> CallObserver:
+        """A call of ``endpoint`` begins; never raises."""
+        ...
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
@@ -145,6 +205,7 @@ class Requester:
         on_attempt: Callable[[AttemptEvent], None] | None,
         pacer: Pacer | None,
         check_amounts: bool,
+        observer: Observer | None = None,
     ) -> None:
         self.base = base_url
         self._base_path = base_url.raw_path.rstrip("/")
@@ -154,6 +215,7 @@ class Requester:
         self.retrier = Retrier(budget, on_attempt, closed=self._closed, cut_off=self._was_cut_off)
         self.pacer = pacer
         self.check_amounts = check_amounts
+        self.observer = observer
         self._borrowed = session
         self._request_headers: Mapping[str, str] = headers if session is not None else {}
         self._session: aiohttp.ClientSession | None = None
@@ -348,7 +410,7 @@ class Requester:
         pacer = self.pacer
 
         async def attempt(timeout: float) -> T | None:
-            status, answer_headers, payload = await send_once(
+            status, answer_headers, payload = await transmit(
                 session, method, url, headers, body, timeout
             )
             if pacer is not None:
@@ -366,8 +428,16 @@ class Requester:
             if not self._calls:
                 self._idle.clear()
             self._calls[task] = asyncio.get_running_loop().time() + policy.deadline
+        # Telemetry sees the call from here to its end (the try below always reaches it).
+        trace: CallObserver | None = None
+        transmit: Send = send_once
+        on_wait: Callable[[float, str, BaseException | None], None] | None = None
+        if self.observer is not None:
+            trace = self.observer.call(endpoint, idempotency_key)
+            transmit = trace.transport(send_once)
+            on_wait = trace.wait
         try:
-            return await self.retrier.run(
+            outcome = await self.retrier.run(
                 operation=endpoint.operation,
                 target=endpoint.describe(param),
                 safety=endpoint.safety,
@@ -377,12 +447,20 @@ class Requester:
                 memory_key=memory_key,
                 after_unknown=after_unknown,
                 pacer=pacer,
+                on_wait=on_wait,
             )
+        except BaseException as error:
+            if trace is not None:
+                trace.failed(error)
+            raise
         finally:
             if task is not None:
                 self._calls.pop(task, None)
                 if not self._calls:
                     self._idle.set()
+        if trace is not None:
+            trace.succeeded(outcome[0])
+        return outcome
 
     @overload
     async def request(

@@ -32,9 +32,10 @@ function, :func:`classify`, that turns one attempt's error into a :class:`Decisi
    does not prove the first attempt did nothing (Klarna documents neither the order of its
    checks nor whether it stores refusals), so it stays unknown, with Klarna's answer attached.
 6. *Hooks and waits*: an ``on_attempt`` hook that raises is logged and ignored; it never
-   changes an outcome. No wait (backoff, ``X-Ratelimit-Reset``/``Retry-After``, the rate
-   limiter's pause) runs past the call's deadline; header values that are not finite numbers
-   >= 0 are ignored; a server's wait is capped at 60 s.
+   changes an outcome (nor does telemetry, whose hooks catch their own errors). No wait
+   (backoff, ``X-Ratelimit-Reset``/``Retry-After``, the rate limiter's pause) runs past the
+   call's deadline; header values that are not finite numbers >= 0 are ignored; a server's wait
+   is capped at 60 s.
 
 Waits use backoff's exponential generator with full jitter (each wait uniform in
 ``[0, min(max_delay, initial_delay * 2**n)]``). A client-wide :class:`RetryBudget` caps retries to
@@ -380,6 +381,7 @@ class Retrier:
         memory_key: str | None = None,
         after_unknown: bool = False,
         pacer: Pacer | None = None,
+        on_wait: Callable[[float, str, BaseException | None], None] | None = None,
     ) -> tuple[T, int]:
         """Call ``attempt(timeout)`` until it returns; give its result and the attempts sent.
 
@@ -387,6 +389,11 @@ class Retrier:
         error. ``target`` names the call in logs (tokens already masked). ``memory_key`` is what
         this write is remembered by when it ends unknown (the idempotency key, or a hash of a
         single-use token); ``after_unknown`` says an earlier call with it may have acted.
+
+        ``on_wait(seconds, reason, error)`` (telemetry; it must not raise) hears of every wait:
+        ``"client_rate_limit"`` after the pacer held an attempt back (``error`` None), and
+        before each retry ``"backoff"`` (jittered) or ``"server_rate_limit"`` (a 429's reset),
+        with the error being retried.
         """
         clock = self.clock
         start = clock()
@@ -422,6 +429,8 @@ class Retrier:
                         "deadline; this attempt was not sent"
                     )
                     break
+                if on_wait is not None and waited > 0:
+                    on_wait(waited, "client_rate_limit", None)
             timeout = min(policy.attempt_timeout, deadline_at - clock())
             sent += 1
             began = clock()
@@ -466,6 +475,7 @@ class Retrier:
             # A transient fault: wait and try again, if the policy, deadline and budget allow.
             reason = None
             delay = 0.0
+            reset: float | None = None
             if sent >= policy.max_attempts:
                 reason = f"no attempts left ({policy.max_attempts})"
             elif self._closed():
@@ -524,6 +534,8 @@ class Retrier:
                     idempotency_key,
                     correlation_id,
                 )
+            if on_wait is not None:
+                on_wait(delay, "backoff" if reset is None else "server_rate_limit", error)
             try:
                 await self._sleep(delay)
             except asyncio.CancelledError:

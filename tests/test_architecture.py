@@ -26,6 +26,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("public API", ["klarna_async"]),
     ("integrations", ["klarna_async._charge_file", "klarna_async._redis_pacer"]),
     ("client", ["klarna_async._client"]),
+    # Below the client, which builds its observer from the client's settings; above the
+    # request path, which is handed that observer and never imports it.
+    ("telemetry", ["klarna_async._telemetry", "klarna_async._telemetry.*"]),
     ("resources", ["klarna_async._resources", "klarna_async._resources.*"]),
     ("batch runner", ["klarna_async._batch"]),
     ("request path", ["klarna_async._request"]),

@@ -11,6 +11,7 @@ from klarna_async import (
     RetryPolicy,
     ServiceUnavailableError,
     Subscription,
+    Telemetry,
     TokenOrderRequest,
     derive_idempotency_key,
 )
@@ -50,3 +51,12 @@ async def charge(token: str, subscription_id: str, period: str) -> str | None:
             token, {"purchase_currency": "EUR"}, idempotency_key=key
         )
         return order_id + mapping_order.order_id
+
+
+def traced_client() -> KlarnaClient:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    telemetry = Telemetry(
+        tracer_provider=TracerProvider(), record_idempotency_key=False, propagate_context=False
+    )
+    return KlarnaClient(username="u", password="p", telemetry=telemetry)
