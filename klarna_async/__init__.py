@@ -11,6 +11,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``_cli``, ``_demo``        the ``klarna-async`` command
 ``_charge_file``           charge files and results files: lines, records, the resume plan
 ``_client``                ``KlarnaClient``: configuration, lifecycle, the resources wired in
+``_telemetry/``            OpenTelemetry spans and metrics, off unless asked (extra ``[otel]``)
 ``_telemetry/``            ``Telemetry``: OpenTelemetry spans and metrics, imported when asked
 ``_resources/``            one class per Klarna API, one method per endpoint
 ``_batch``                 the lazy, bounded batch runner; ``Charge``, ``ChargeResult``

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry"]
 
 _MISSING = (
-    "klarna_async.Telemetry needs the OpenTelemetry API (opentelemetry-api >= 1.25): "
+    "klarna_async.Telemetry needs the OpenTelemetry API (opentelemetry-api >= 1.30): "
     "pip install 'klarna-async[otel]'"
 )
 
