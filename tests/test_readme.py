@@ -109,12 +109,19 @@ async def test_aiohttp_recipe(fake: FakeKlarna):
     assert klarna.closed
 
 
-def test_recipes_pass_mypy_strict(tmp_path: Path):
-    """Both recipes type-check as they stand in the README (mypy --strict, as a user's CI)."""
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_every_python_block_passes_mypy_strict(tmp_path: Path):
+    """Every Python block of the README type-checks as it stands (mypy --strict, as a user's
+    CI would): the two service recipes and every smaller example."""
+    blocks = python_blocks()
+    assert len(blocks) >= 7
     files = []
-    for name in ("fastapi", "aiohttp"):
-        path = tmp_path / f"readme_{name}.py"
-        path.write_text(snippet(name), encoding="utf-8")
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"readme_block_{number}.py"
+        path.write_text(block, encoding="utf-8")
         files.append(str(path))
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
@@ -122,3 +129,15 @@ def test_recipes_pass_mypy_strict(tmp_path: Path):
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert 0 == done.returncode, done.stdout + done.stderr
+
+
+async def test_the_testing_example_runs():
+    """The README's test example, run as written."""
+    namespace = run_block(python_blocks()[-1])
+    await namespace["test_checkout"]()
+
+
+def run_block(code: str) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "readme_block"}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    return namespace
