@@ -197,7 +197,7 @@ class FakeKlarna:
         seed: int | None = None,
         rate_limit: float | None = None,
         keep_requests: int | None = 50_000,
-        keep_orders: int | None = 100_000,
+        keep_orders: int | None = 50_000,
         strict_amounts: bool = True,
         accept_unknown_tokens: bool = False,
         latency_seconds: float = 2.0,

@@ -12,7 +12,7 @@ about 600 bytes a key. Here:
   The rebuilt body is compared with the original when it is stored, so a compact answer replays
   byte for byte; an answer that does not rebuild exactly is stored whole instead.
 * **Any other answer** (errors, which Klarna replays too) is stored whole, for the most recent
-  ``keep_other`` keys (default 100,000; None: all). An older one is forgotten early, as if its
+  ``keep_other`` keys (default 50,000; None: all). An older one is forgotten early, as if its
   24 hours had passed: a later request with its key is processed afresh.
 
 Expired answers are forgotten when next looked up (their 18 bytes stay until :meth:`clear`).
@@ -20,13 +20,12 @@ Expired answers are forgotten when next looked up (their 18 bytes stay until :me
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from klarna_async.testing._keys import KeyTable
+from klarna_async.testing._keys import Column, KeyTable
 from klarna_async.testing._ledger import IdSource
 
 __all__ = ["IDEMPOTENCY_TTL", "IdempotencyStore", "StoredAnswer"]
@@ -96,7 +95,7 @@ class IdempotencyStore:
         *,
         keys: KeyTable | None = None,
         ids: IdSource | None = None,
-        keep_other: int | None = 100_000,
+        keep_other: int | None = 50_000,
     ) -> None:
         if keep_other is not None and keep_other < 1:
             raise ValueError("keep_other must be >= 1 or None")
@@ -107,11 +106,11 @@ class IdempotencyStore:
         self._generation = self.keys.generation
         self._live = 0
         self._bases: list[str] = []
-        self._expires = array("d")
-        self._order = array("I")
-        self._correlation = array("I")
+        self._expires: Column[float] = Column("d")
+        self._order: Column[int] = Column("I")
+        self._correlation: Column[int] = Column("I")
         # kind (bits 0-1), fraud status (bit 2), method (bits 3-6), base URL (bits 7-14)
-        self._meta = array("H")
+        self._meta: Column[int] = Column("H")
         self._whole: dict[int, StoredAnswer] = {}
 
     def __len__(self) -> int:
@@ -167,12 +166,9 @@ class IdempotencyStore:
     ) -> None:
         self._sync()
         number = self.keys.add(key)
-        missing = number + 1 - len(self._meta)
-        if missing > 0:
-            self._expires.frombytes(bytes(8 * missing))
-            self._order.frombytes(bytes(4 * missing))
-            self._correlation.frombytes(bytes(4 * missing))
-            self._meta.frombytes(bytes(2 * missing))
+        if number >= len(self._meta):
+            for column in (self._expires, self._order, self._correlation, self._meta):
+                column.grow_to(number + 1)
         if self._meta[number] != _NONE:
             self._forget(number)
         self._live += 1
@@ -232,11 +228,16 @@ class IdempotencyStore:
         meta = _COMPACT | (_FRAUD.index(fraud) << 2) | (method_index << 3)
         return order, correlation, meta | (self._bases.index(base) << 7)
 
+    def nbytes(self) -> int:
+        """Memory of the compact columns (the key table and whole answers not included)."""
+        columns = (self._expires, self._order, self._correlation, self._meta)
+        return sum(column.nbytes() for column in columns)
+
     def clear(self) -> None:
         self._live = 0
         self._bases.clear()
-        self._expires = array("d")
-        self._order = array("I")
-        self._correlation = array("I")
-        self._meta = array("H")
+        self._expires = Column("d")
+        self._order = Column("I")
+        self._correlation = Column("I")
+        self._meta = Column("H")
         self._whole.clear()

@@ -10,17 +10,17 @@ Tests assert on it instead of on the client's view of the world::
 What is kept, and for how long (so that a run of millions of charges stays flat in memory):
 
 * **Exact for the whole run** (compact counters, never trimmed): orders per idempotency key
-  (:meth:`Ledger.order_count_for_key`, about 17 bytes per key, see :mod:`._keys`), orders per
+  (:meth:`Ledger.order_count_for_key`, about 20 bytes per key, see :mod:`._keys`), orders per
   customer or authorization token (:meth:`Ledger.order_count_for_token`),
   :attr:`Ledger.orders_total`, :attr:`Ledger.duplicate_orders` (orders beyond the first for one
   key), :attr:`Ledger.keys_with_orders`, :attr:`Ledger.total_charged` and the requests per
   endpoint (:attr:`Ledger.request_counts`).
 * **Detail records**: the most recent ``keep_orders`` orders (:attr:`Ledger.orders`, default
-  100,000; ``None`` keeps all) and the most recent ``keep_requests`` requests
+  50,000; ``None`` keeps all) and the most recent ``keep_requests`` requests
   (:attr:`Ledger.requests`, default 50,000). Lookups by id, key or token
   (:meth:`~Ledger.order`, :meth:`~Ledger.orders_for_key`, :meth:`~Ledger.requests_for_key`...)
-  see the records still kept; the counts above see everything. The list of orders is trimmed in
-  steps, so it may briefly hold up to a tenth more than ``keep_orders``.
+  see the records still kept; the counts above see everything. The list of orders is trimmed a
+  tenth at a time: it holds between nine tenths of ``keep_orders`` and ``keep_orders`` orders.
 * Customer tokens are the fake's state: all are kept.
 
 The ``Authorization`` header is never recorded.
@@ -106,7 +106,7 @@ class IdSource:
 class OrderRecord:
     """An order the fake created (the customer was charged).
 
-    Compact on purpose (the ledger may hold 100,000 of them): the cart is kept as JSON bytes and
+    Compact on purpose (the ledger may hold 50,000 of them): the cart is kept as JSON bytes and
     decoded when :attr:`order_lines` is read.
     """
 
@@ -200,7 +200,19 @@ class OrderRecord:
         }
 
 
-@dataclass(slots=True)
+def mask(token: str | None) -> str | None:
+    """A token as a repr may show it: enough to tell two apart, never enough to use one."""
+    if token is None:
+        return None
+    return "****" + token[-4:] if len(token) > 8 else "****"
+
+
+def _masked_path(path: str) -> str:
+    # Token-like path segments (authorization and customer tokens, session ids) are masked.
+    return "/".join(mask(part) or "" if len(part) >= 20 else part for part in path.split("/"))
+
+
+@dataclass(slots=True, repr=False)
 class TokenRecord:
     """A customer token the fake issued, with its current state."""
 
@@ -219,6 +231,12 @@ class TokenRecord:
     billing_address: dict[str, Any] | None = None
     description: str | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"TokenRecord(token_id={mask(self.token_id)!r}, status={self.status!r}, "
+            f"payment_method_type={self.payment_method_type!r}, outcome={self.outcome!r})"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "token_id": self.token_id,
@@ -233,7 +251,7 @@ class TokenRecord:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class RequestRecord:
     """One request as received (after routing), and what became of it."""
 
@@ -269,6 +287,15 @@ class RequestRecord:
     error_code: str | None = None
     correlation_id: str | None = None
 
+    def __repr__(self) -> str:
+        # No body or headers (personal data), tokens in the path masked.
+        return (
+            f"RequestRecord(seq={self.seq!r}, endpoint={self.endpoint!r}, "
+            f"path={_masked_path(self.path)!r}, idempotency_key={self.idempotency_key!r}, "
+            f"fault={self.fault!r}, status={self.status!r}, committed={self.committed!r}, "
+            f"replayed={self.replayed!r}, order_id={self.order_id!r})"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
@@ -300,7 +327,7 @@ class Ledger:
     """
 
     def __init__(
-        self, *, keep_requests: int | None = 50_000, keep_orders: int | None = 100_000
+        self, *, keep_requests: int | None = 50_000, keep_orders: int | None = 50_000
     ) -> None:
         if keep_requests is not None and keep_requests < 0:
             raise ValueError("keep_requests must be >= 0 or None")
@@ -313,7 +340,7 @@ class Ledger:
         self.keys = KeyTable()
         """Every idempotency key that placed an order or had an answer stored, numbered."""
         self.orders: list[OrderRecord] = []
-        """The most recent ``keep_orders`` orders, oldest first."""
+        """The most recent orders (at most ``keep_orders``), oldest first."""
         self.customer_tokens: list[TokenRecord] = []
         self.requests: deque[RequestRecord] = deque(maxlen=keep_requests)
         """The most recent ``keep_requests`` requests, oldest first."""
@@ -332,8 +359,8 @@ class Ledger:
         self._token_orders: Counter[str] = Counter()
         self._charged: Counter[str] = Counter()
         self._orders_by_id: dict[str, OrderRecord] = {}
-        self._orders_by_key: dict[str, list[OrderRecord]] = {}
-        self._orders_by_token: dict[str, deque[OrderRecord]] = {}
+        self._orders_by_key: dict[str, OrderRecord | list[OrderRecord]] = {}
+        self._orders_by_token: dict[str, list[OrderRecord]] = {}
         self._tokens_by_id: dict[str, TokenRecord] = {}
 
     # -- recording (used by the fake) -----------------------------------------------------
@@ -378,37 +405,39 @@ class Ledger:
         if self.keep_orders == 0:
             return
         self.orders.append(order)
-        self._orders_by_id[order.order_id] = order
-        if key is not None:
-            self._orders_by_key.setdefault(key, []).append(order)
-        if token is not None:
-            self._orders_by_token.setdefault(token, deque()).append(order)
-        if self.keep_orders is not None:
-            # Trim in steps of a tenth: O(1) amortised, where trimming one at a time would move
-            # the whole list on every order.
-            excess = len(self.orders) - self.keep_orders
-            if excess > max(1, self.keep_orders // 10):
-                self._forget_oldest_orders(excess)
+        self._index(order)
+        keep = self.keep_orders
+        if keep is not None and len(self.orders) > keep:
+            # Trim a tenth at once: O(1) amortised, where trimming one at a time would move the
+            # whole list on every order; and never above the cap, so memory stays at its peak.
+            del self.orders[: len(self.orders) - keep + max(1, keep // 10)]
+            # The lookups are rebuilt rather than updated: a dict that keeps losing old keys
+            # and gaining new ones grows to twice the size of one built afresh.
+            self._orders_by_id = {}
+            self._orders_by_key = {}
+            self._orders_by_token = {}
+            for kept in self.orders:
+                self._index(kept)
 
-    def _forget_oldest_orders(self, count: int) -> None:
-        evicted = self.orders[:count]
-        del self.orders[:count]
-        for order in evicted:  # oldest first, so each is the first of its key's and token's
-            self._orders_by_id.pop(order.order_id, None)
-            key = order.idempotency_key
-            if key is not None:
-                same_key = self._orders_by_key.get(key)
-                if same_key:
-                    same_key.remove(order)
-                    if not same_key:
-                        del self._orders_by_key[key]
-            token = order.customer_token or order.authorization_token
-            if token is not None:
-                same_token = self._orders_by_token.get(token)
-                if same_token:
-                    same_token.popleft()
-                    if not same_token:
-                        del self._orders_by_token[token]
+    def _index(self, order: OrderRecord) -> None:
+        self._orders_by_id[order.order_id] = order
+        key = order.idempotency_key
+        if key is not None:
+            # Most keys place one order: no list for them.
+            same_key = self._orders_by_key.get(key)
+            if same_key is None:
+                self._orders_by_key[key] = order
+            elif isinstance(same_key, list):
+                same_key.append(order)
+            else:
+                self._orders_by_key[key] = [same_key, order]
+        token = order.customer_token or order.authorization_token
+        if token is not None:
+            same_token = self._orders_by_token.get(token)
+            if same_token is None:
+                self._orders_by_token[token] = [order]
+            else:
+                same_token.append(order)
 
     def add_token(self, token: TokenRecord) -> None:
         self.customer_tokens.append(token)
@@ -437,7 +466,10 @@ class Ledger:
     def orders_for_key(self, idempotency_key: str) -> list[OrderRecord]:
         """Kept orders created by requests carrying ``Klarna-Idempotency-Key: idempotency_key``
         (:meth:`order_count_for_key` counts them all)."""
-        return list(self._orders_by_key.get(idempotency_key, ()))
+        found = self._orders_by_key.get(idempotency_key)
+        if found is None:
+            return []
+        return list(found) if isinstance(found, list) else [found]
 
     def orders_for_token(self, token: str) -> list[OrderRecord]:
         """Kept orders charged to a customer token, or placed with an authorization token."""
@@ -476,6 +508,10 @@ class Ledger:
     def requests_without_idempotency_key(self, endpoint: str) -> list[RequestRecord]:
         """Logged requests to ``endpoint`` that carried no ``Klarna-Idempotency-Key``."""
         return [r for r in self.requests if r.endpoint == endpoint and r.idempotency_key is None]
+
+    def key_state_nbytes(self) -> int:
+        """Memory of the per-key state: the key table and the per-key order counts."""
+        return self.keys.nbytes() + self._key_orders.nbytes()
 
     @property
     def total_charged(self) -> dict[str, int]:

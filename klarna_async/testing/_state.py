@@ -45,7 +45,10 @@ Modelling choices (where Klarna's documentation is silent or contradictory):
   stored for 24 hours of fake time and replayed byte for byte (with its original
   ``Klarna-Correlation-Id``) to every later request with that key, whatever its body or token
   path ("only the key matters", as Klarna's Order Management API documents). Answers that never
-  reached processing (401, 429, injected faults) are not stored.
+  reached processing (401, 429, injected faults) are not stored, nor are a 409 ``CONFLICT``
+  while the key is in flight and the refusals of the checks made before the replay under
+  ``check_order="state_first"`` (see :mod:`._faults`). Recurring order ids are
+  :class:`~._ledger.IdSource` ids, so the store keeps a replayable answer in a few bytes.
 * **Unknown customer tokens** are 404 unless ``accept_unknown_tokens`` is set (for running a
   batch of real-looking token ids against the fake): then any unknown id is an ``ACTIVE``
   ``INVOICE`` token, created on first use, that takes the currency of its first order.
