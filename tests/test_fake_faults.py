@@ -331,8 +331,8 @@ async def test_latency_commits_after_the_client_gave_up_and_the_ledger_shows_whe
 async def slow_first_attempt(
     api: Api, fake: FakeKlarna, token_id: str, key: str, second: Fault | None = None
 ) -> tuple[asyncio.Task[Any], Any]:
-    """A first attempt that is still being processed (0.4 s), and a second one sent meanwhile."""
-    fake.faults.script(CHARGE, [(Fault.LATENCY, 0.4), second])
+    """A first attempt that is still being processed (0.25 s), and a second one sent meanwhile."""
+    fake.faults.script(CHARGE, [(Fault.LATENCY, 0.25), second])
     first = asyncio.ensure_future(api.charge(token_id, key=key))
     for _ in range(1000):  # at most 5 s
         if fake.in_flight(key):

@@ -160,9 +160,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     server.add_argument(
         "--keep-orders",
         type=int,
-        default=100_000,
+        default=50_000,
         metavar="N",
-        help="how many orders the ledger keeps in detail; counts stay exact [100000]",
+        help="how many orders the ledger keeps in detail; counts stay exact [50000]",
     )
     server.add_argument(
         "--lenient-amounts",
