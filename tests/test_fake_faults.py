@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 
 from klarna_async.testing import FakeKlarna, Fault, FaultInjector
-from tests.test_fake_klarna import Api, klarna_session, order_body, recurring_body
+from tests.test_fake_klarna import Answer, Api, klarna_session, order_body, recurring_body
 
 CHARGE = "customer_tokens.create_order"
 
@@ -328,18 +329,23 @@ async def test_latency_commits_after_the_client_gave_up_and_the_ledger_shows_whe
     assert fake_klarna.ledger.order(record.order_id).idempotency_key == "k-late"
 
 
+@contextlib.asynccontextmanager
 async def slow_first_attempt(
     api: Api, fake: FakeKlarna, token_id: str, key: str, second: Fault | None = None
-) -> tuple[asyncio.Task[Any], Any]:
-    """A first attempt that is still being processed (0.25 s), and a second one sent meanwhile."""
+) -> AsyncIterator[tuple[asyncio.Task[Answer], Answer]]:
+    """A first attempt still being processed (0.25 s), and the answer to a second one sent
+    meanwhile. The first is always awaited, so that a failing test leaves no task behind."""
     fake.faults.script(CHARGE, [(Fault.LATENCY, 0.25), second])
     first = asyncio.ensure_future(api.charge(token_id, key=key))
-    for _ in range(1000):  # at most 5 s
-        if fake.in_flight(key):
-            break
-        await asyncio.sleep(0.005)
-    assert fake.in_flight(key) == 1
-    return first, await api.charge(token_id, key=key)
+    try:
+        for _ in range(1000):  # at most 5 s
+            if fake.in_flight(key):
+                break
+            await asyncio.sleep(0.005)
+        assert fake.in_flight(key) == 1
+        yield first, await api.charge(token_id, key=key)
+    finally:
+        await asyncio.gather(first, return_exceptions=True)
 
 
 @pytest.mark.parametrize("how", ["option", "fault"])
@@ -352,15 +358,18 @@ async def test_409_while_the_same_key_is_in_flight(
         fake_klarna.faults.set_options(in_flight="conflict")
     else:
         second = Fault.IN_FLIGHT_CONFLICT
-    first, conflict = await slow_first_attempt(api, fake_klarna, token_id, "k-409", second)
-    assert conflict.status == 409
-    assert conflict.error == (
-        "CONFLICT",
-        ["A request with this Klarna-Idempotency-Key is already being processed"],
-    )
-    assert conflict.body["correlation_id"] == conflict.headers["Klarna-Correlation-Id"]
-    assert fake_klarna.ledger.order_count_for_key("k-409") == 0  # nothing placed yet
-    placed = await first
+    async with slow_first_attempt(api, fake_klarna, token_id, "k-409", second) as (
+        first,
+        conflict,
+    ):
+        assert conflict.status == 409
+        assert conflict.error == (
+            "CONFLICT",
+            ["A request with this Klarna-Idempotency-Key is already being processed"],
+        )
+        assert conflict.body["correlation_id"] == conflict.headers["Klarna-Correlation-Id"]
+        assert fake_klarna.ledger.order_count_for_key("k-409") == 0  # nothing placed yet
+        placed = await first
     assert placed.status == 200
     assert fake_klarna.ledger.order_count_for_key("k-409") == 1
     slow, refused = charge_records(fake_klarna, "k-409")
@@ -375,8 +384,8 @@ async def test_409_while_the_same_key_is_in_flight(
 async def test_in_flight_wait_replays_the_first_answer(api: Api, fake_klarna: FakeKlarna) -> None:
     token_id = fake_klarna.add_customer_token()
     fake_klarna.faults.set_options(in_flight="wait")
-    first, waited = await slow_first_attempt(api, fake_klarna, token_id, "k-wait")
-    placed = await first
+    async with slow_first_attempt(api, fake_klarna, token_id, "k-wait") as (first, waited):
+        placed = await first
     assert waited.raw == placed.raw
     slow, second = charge_records(fake_klarna, "k-wait")
     assert second.replayed
@@ -391,9 +400,9 @@ async def test_in_flight_process_lets_the_second_attempt_place_the_order(
 ) -> None:
     """The default: whichever attempt reaches processing first places the order."""
     token_id = fake_klarna.add_customer_token()
-    first, second = await slow_first_attempt(api, fake_klarna, token_id, "k-race")
-    assert second.status == 200
-    late = await first
+    async with slow_first_attempt(api, fake_klarna, token_id, "k-race") as (first, second):
+        assert second.status == 200
+        late = await first
     assert late.raw == second.raw
     slow, quick = charge_records(fake_klarna, "k-race")
     assert (quick.order_id, quick.replayed) == (second.body["order_id"], False)

@@ -487,14 +487,11 @@ class FakeKlarna:
         if fault is not Fault.LATENCY:
             return self._respond(call, state_first=state_first)
         assert injection is not None
+        task = asyncio.ensure_future(
+            self._delayed(injection.latency_seconds, call, state_first=state_first)
+        )
+        # In flight from now until the task ends (processed, or cancelled by stop()).
         self._enter_flight(key)
-        try:
-            task = asyncio.ensure_future(
-                self._delayed(injection.latency_seconds, call, state_first=state_first)
-            )
-        except BaseException:  # pragma: no cover - ensure_future does not fail on a coroutine
-            self._leave_flight(key)
-            raise
         task.add_done_callback(lambda _: self._leave_flight(key))
         self._background.add(task)
         task.add_done_callback(self._background_done)
