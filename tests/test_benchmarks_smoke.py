@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import benchmarks.test_micro as micro_benchmarks
-from benchmarks import _common, breakdown, cpu, memory, report, soak, sweep
+from benchmarks import _common, breakdown, cpu, fake_scale, memory, report, soak, sweep
 from benchmarks.__main__ import _suites
 from klarna_async import RetryPolicy
 
@@ -134,6 +135,30 @@ def test_breakdown() -> None:
         assert math.isfinite(result["cost_us"][name])
     assert "flat" in breakdown.summary(result)
     _RESULTS["breakdown"] = _section(result)
+
+
+def test_fake_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The command line, as documented: JSON on stdout and in --out, exit status 0.
+    out = tmp_path / "scale.json"
+    argv = ["--charges", "300", "--concurrency", "4", "--tokens", "7", "--out", str(out)]
+    assert fake_scale.main(argv) == 0
+    result = orjson.loads(out.read_bytes())
+    assert result == orjson.loads(capsys.readouterr().out)
+    assert result["problems"] == []
+    points = result["checkpoints"]
+    assert [point["charges"] for point in points] == list(range(30, 301, 30))
+    for point in points:
+        assert _finite_positive(point["rate_per_s"])
+        assert _finite_positive(point["cpu_us_per_charge"])
+        assert point["peak_rss_bytes"] >= point["rss_bytes"] > 0
+        assert point["fake_key_state_bytes"] > 0
+    assert result["checks"]["answered_200"] == 300
+    assert result["checks"]["ledger_orders_total"] == 300
+    assert result["checks"]["orders_by_token_sum"] == 300
+    assert result["tokens"] == 7
+    assert "growth" in fake_scale.summary(result)
+    with pytest.raises(SystemExit):
+        fake_scale.main(["--charges", "5"])
 
 
 class _Once:

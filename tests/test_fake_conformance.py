@@ -300,3 +300,53 @@ def test_arbitrary_bodies_never_crash_the_fake(body: dict[str, Any]) -> None:
         else:
             assert reply is not None
             assert reply.status in (200, 202, 204)
+
+
+KLARNA_SHAPED_FAULTS = [
+    Fault.SERVICE_UNAVAILABLE,
+    Fault.CONFLICT,
+    Fault.HTTP500_NOT_FOUND,
+    Fault.HTTP500_NOT_FOUND_COMMITTED,
+    Fault.HTTP502_BAD_REQUEST,
+    Fault.HTTP502_BAD_REQUEST_COMMITTED,
+    Fault.HTTP504_REJECTED,
+    Fault.HTTP504_REJECTED_COMMITTED,
+    Fault.RATE_LIMIT_NAN,
+    Fault.RATE_LIMIT_INF,
+    Fault.RATE_LIMIT_NEGATIVE,
+    Fault.RATE_LIMIT_HUGE,
+    Fault.PAUSE_NAN,
+    Fault.PAUSE_INF,
+    Fault.PAUSE_NEGATIVE,
+    Fault.PAUSE_HUGE,
+    Fault.IN_FLIGHT_CONFLICT,
+    Fault.STATE_FIRST,
+    Fault.LATENCY,
+]
+
+
+async def test_klarna_shaped_fault_answers_match_the_spec(
+    api: Api, fake_klarna: FakeKlarna
+) -> None:
+    """Faults that answer as Klarna would (JSON error body, correlation id) stay in the spec;
+    the gateway faults are meant not to (tests/test_fake_faults.py checks they look like
+    gateways)."""
+    token_id = fake_klarna.add_customer_token()
+    fake_klarna.faults.script(
+        "customer_tokens.create_order", KLARNA_SHAPED_FAULTS, latency_seconds=0.0
+    )
+    for n, fault in enumerate(KLARNA_SHAPED_FAULTS):
+        answer = await api.charge(token_id, key=f"spec-{n}")
+        assert answer.headers["Klarna-Correlation-Id"], fault
+        check(answer)
+    statuses = {answer.status for answer in api.log}
+    assert statuses == {200, 409, 429, 500, 502, 503, 504}
+    # Every Klarna-shaped fault is in the list above; every other one is a gateway's answer.
+    gateway = {
+        fault
+        for fault in Fault
+        if fault.value.startswith(("envoy", "empty", "html", "redirect", "timeout", "too_early"))
+    }
+    klarna = set(KLARNA_SHAPED_FAULTS) | {Fault.DROP_AFTER_COMMIT, Fault.RESET_BEFORE}
+    assert gateway | klarna == set(Fault)
+    assert not gateway & klarna

@@ -22,6 +22,7 @@ from klarna_async.testing import (
     AuthorizationDeclined,
     FakeClock,
     FakeKlarna,
+    Fault,
     serve_in_thread,
 )
 
@@ -998,6 +999,37 @@ async def test_control_endpoints(api: Api, fake_klarna: FakeKlarna) -> None:
     assert abs(fake_klarna.clock.offset) < 1
     async with http.get("/_fake/redirect/unknown") as response:
         assert response.status == 200
+
+
+async def test_control_index_lists_every_control(fake_klarna: FakeKlarna) -> None:
+    async with (
+        klarna_session(fake_klarna.url, auth=None) as http,
+        http.get("/_fake/") as response,
+    ):
+        assert response.status == 200
+        index = await response.json()
+    listed = {(c["method"], c["path"]) for c in index["controls"]}
+    served = {
+        (route.method, route.resource.canonical)
+        for route in fake_klarna.app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/_fake/")
+        and route.method != "HEAD"  # aiohttp adds HEAD to every GET
+    }
+    assert listed == served
+    for control in index["controls"]:
+        assert 10 < len(control["description"]) <= 250, control
+        assert "\n" not in control["description"]
+    assert {(a["method"], a["endpoint"]) for a in index["api"]} >= {
+        ("POST", "customer_tokens.create_order")
+    }
+    assert [f["name"] for f in index["faults"]] == [fault.value for fault in Fault]
+    assert all(f["description"] for f in index["faults"])
+    assert index["options"]["check_order"] == {
+        "value": "replay_first",
+        "choices": ["replay_first", "state_first"],
+    }
+    assert "test_password" not in str(index)  # the index names no credential
 
 
 async def test_add_customer_token_arguments(fake_klarna: FakeKlarna) -> None:

@@ -6,6 +6,19 @@ documented errors, HTTP Basic auth, ``Klarna-Idempotency-Key`` replay, an option
 reproducible fault injection and a ledger of everything that happened. It knows only HTTP and
 Klarna's specs: it imports nothing from the client in ``klarna_async``.
 
+It is an honest adversary: besides clean failures it does the ambiguous things a real network
+and a real Klarna can do (a commit after the client gave up, a gateway's 503 after the order was
+placed, 409 while a key is still being processed, a 5xx naming a 4xx-family code, ``nan`` in
+``Retry-After``; see :mod:`._faults`), and the ledger says what really happened: how many orders
+an idempotency key placed (:meth:`Ledger.order_count_for_key`), whether a request was committed
+(:attr:`RequestRecord.committed`).
+
+It stays bounded in memory over millions of charges: the ledger keeps the most recent
+``keep_orders`` orders and ``keep_requests`` requests (50,000 each) in detail, while its
+counts (per key, per token, totals, duplicates) stay exact for the whole run, and idempotent
+answers are replayed for Klarna's 24 hours from about 40 bytes per key (see :mod:`._ledger` and
+:mod:`._idempotency`). ``benchmarks/fake_scale.py`` measures it.
+
 Three ways to run it:
 
 * **In-process**::
@@ -23,7 +36,8 @@ Three ways to run it:
   started :class:`FakeKlarna`) and ``fake_klarna_factory`` (``await factory(rate_limit=5)``);
   they are async fixtures under pytest-asyncio (auto or strict mode) and thread-backed otherwise.
 * **Sandbox** process: ``klarna-async sandbox --port 8765 --seed 1 --fault-503 0.1`` (or
-  ``python -m klarna_async.testing._sandbox``), controlled over HTTP under ``/_fake/``.
+  ``python -m klarna_async.testing._sandbox``), controlled over HTTP under ``/_fake/``
+  (``GET /_fake/`` lists the controls; ``--help`` shows curl lines for tokens and a charge).
 
 See :mod:`klarna_async.testing._state` for the modelled behaviour, :mod:`._faults` for faults,
 :mod:`._ledger` for the ledger and :mod:`._app` for the control endpoints.

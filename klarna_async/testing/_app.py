@@ -6,7 +6,7 @@ In-process use (binds 127.0.0.1 on a free port)::
         client = KlarnaClient(base_url=fake.url, username="test_user", password="test_password")
         ...
         token = fake.authorize(session_id)          # the customer approves in the widget
-        assert len(fake.ledger.orders) == 1
+        assert fake.ledger.orders_total == 1
 
 ``fake.app`` is the :class:`aiohttp.web.Application`, for serving it another way (for example with
 ``aiohttp.test_utils``). :func:`serve_in_thread` runs a fake on its own event loop in a background
@@ -15,44 +15,24 @@ thread, for synchronous code or other async frameworks.
 Per API request, in this order: routing (an unknown path or method gets aiohttp's plain 404/405
 and is not logged), the request is logged in the ledger, HTTP Basic credentials (401
 ``UNAUTHORIZED``), the optional rate limit (429 ``TOO_MANY_REQUESTS``), fault injection (see
-:mod:`._faults`), the idempotent replay (customer-token orders with ``Klarna-Idempotency-Key``),
-then processing (see :mod:`._state`).
+:mod:`._faults`: a fault that does not process answers here), then Klarna's processing: for a
+customer-token order with ``Klarna-Idempotency-Key``, the in-flight check (``in_flight``
+option), the delay of a latency fault, the checks made before the replay (``check_order``
+option), the idempotent replay; then the endpoint itself (see :mod:`._state`). A fault that
+processes replaces or amends the answer afterwards.
 
-* Every answer carries a fresh ``Klarna-Correlation-Id`` header; an error body's
-  ``correlation_id`` is the same value. A replayed answer keeps its original id, in body and header.
+* Every answer carries a fresh ``Klarna-Correlation-Id`` header (see
+  :class:`~._ledger.IdSource`); an error body's ``correlation_id`` is the same value. A replayed
+  answer keeps its original id, in body and header.
 * With a rate limit, every authenticated answer carries ``X-Ratelimit-Limit``,
   ``X-Ratelimit-Remaining`` and ``X-Ratelimit-Reset`` (Klarna counts per merchant, so a 401 has
-  none). HTML fault pages, "sent by a proxy", carry no Klarna headers at all.
+  none). Gateway fault answers, "sent by a proxy", carry no Klarna headers at all.
 * Request bodies must be JSON objects sent as ``application/json``: another content type is 415
   ``BAD_REQUEST``, unparsable JSON or a non-object 400 ``BAD_REQUEST``.
 
 Test controls over HTTP, under ``/_fake/`` (no credentials needed, never faulted, rate limited or
-logged); all take and return JSON:
-
-===========================================  ====================================================
-``GET  /_fake/health``                       ``{"ok": true}``
-``GET  /_fake/ledger``                       orders, customer tokens, request counts
-                                             (``?requests=1`` adds the request log)
-``POST /_fake/authorize``                    ``{"session_id", "outcome"?, "billing_address"?,
-                                             "order_lines"?, "payment_method"?}`` ->
-                                             ``{"authorization_token"}``; declined: 409,
-                                             unknown session: 404
-``POST /_fake/customer-tokens``              ``{"purchase_currency"?, "purchase_country"?,
-                                             "payment_method_type"?}`` -> ``{"token_id"}``
-``POST /_fake/customer-tokens/{id}/status``  ``{"status": "ACTIVE"|"SUSPENDED"|"CANCELLED"}``
-``POST /_fake/customer-tokens/{id}/outcome`` ``{"outcome": "ok"|"pending"|"failed"|
-                                             "unavailable"}``
-``POST /_fake/clock/advance``                ``{"seconds"}`` -> ``{"now"}``
-``POST /_fake/faults``                       ``{"seed"?, "clear"?, "rates"?: {"endpoint"?,
-                                             "<fault>": p, "latency_seconds"?}, "script"?:
-                                             {"<endpoint>": ["<fault>" | null | ["latency", s],
-                                             ...]}}`` -> ``{"seed"}`` (``<fault>``: a
-                                             :class:`Fault` value, e.g. ``"drop_after_commit"``)
-``POST /_fake/reset``                        forget all state, the ledger, faults and clock
-                                             advances
-``GET  /_fake/redirect/{id}``                where ``redirect_url`` points: 302 to the
-                                             merchant's confirmation URL
-===========================================  ====================================================
+logged); all take and return JSON, and ``GET /_fake/`` lists them (:data:`CONTROLS`, the one
+table both the routes and that list come from).
 """
 
 from __future__ import annotations
@@ -65,15 +45,23 @@ import hmac
 import socket
 import struct
 import threading
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
+from klarna_async.testing import _gateway as gateway
 from klarna_async.testing._clock import FakeClock, isoformat
-from klarna_async.testing._faults import Fault, FaultInjector, Injection, check_endpoint
+from klarna_async.testing._faults import (
+    CHECK_ORDERS,
+    IN_FLIGHT_POLICIES,
+    Fault,
+    FaultInjector,
+    FaultRates,
+    Injection,
+    check_endpoint,
+)
 from klarna_async.testing._ledger import Ledger, RequestRecord
 from klarna_async.testing._state import (
     ApiError,
@@ -83,13 +71,12 @@ from klarna_async.testing._state import (
     Reply,
 )
 
-__all__ = ["FakeKlarna", "serve_in_thread"]
+__all__ = ["CONTROLS", "FakeKlarna", "serve_in_thread"]
 
 IDEMPOTENCY_HEADER: Final = "Klarna-Idempotency-Key"
 CORRELATION_HEADER: Final = "Klarna-Correlation-Id"
 
-_HTML_STATUS: Final = {Fault.HTML_500: 500, Fault.HTML_502: 502, Fault.HTML_504: 504}
-_HTML_REASON: Final = {500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Timeout"}
+CT_ORDER: Final = "customer_tokens.create_order"
 
 # (method, path, endpoint name, has a JSON body)
 ROUTES: Final = (
@@ -112,13 +99,71 @@ ROUTES: Final = (
 _Processor = Callable[[dict[str, str], Any, "str | None", str], Reply]
 
 
-def _html_page(status: int) -> str:
-    reason = _HTML_REASON[status]
-    return (
-        f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-        "</body>\r\n</html>\r\n"
-    )
+# Klarna-shaped fault answers: (status, error_code, message).
+_KLARNA_FAULTS: Final = {
+    Fault.SERVICE_UNAVAILABLE: (
+        503,
+        "SERVICE_UNAVAILABLE",
+        "A temporary internal Klarna error occurred. Try again later.",
+    ),
+    Fault.CONFLICT: (
+        409,
+        "CONFLICT",
+        "A request with this Klarna-Idempotency-Key is already being processed",
+    ),
+    Fault.HTTP500_NOT_FOUND: (500, "NOT_FOUND", "Not found"),
+    Fault.HTTP502_BAD_REQUEST: (502, "BAD_REQUEST", "Bad request"),
+    Fault.HTTP504_REJECTED: (504, "REJECTED", "Rejected"),
+    Fault.RATE_LIMIT_NAN: (429, "TOO_MANY_REQUESTS", "Rate limit exceeded"),
+    Fault.RATE_LIMIT_INF: (429, "TOO_MANY_REQUESTS", "Rate limit exceeded"),
+    Fault.RATE_LIMIT_NEGATIVE: (429, "TOO_MANY_REQUESTS", "Rate limit exceeded"),
+    Fault.RATE_LIMIT_HUGE: (429, "TOO_MANY_REQUESTS", "Rate limit exceeded"),
+}
+_IN_FLIGHT_CONFLICT = _KLARNA_FAULTS[Fault.CONFLICT]
+_ORDER_ENDPOINTS: Final = frozenset({CT_ORDER, "payments.create_order"})
+#: X-Ratelimit-Limit of a hostile rate-limit answer when the fake has no rate limit of its own.
+_DEFAULT_LIMIT_HEADER: Final = "50, 50;w=1"
+
+
+class _Flight:
+    """Requests with one idempotency key that are still being processed."""
+
+    __slots__ = ("count", "done")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.done = asyncio.Event()
+
+
+class _Call:
+    """One API request on its way through the fake."""
+
+    __slots__ = ("correlation_id", "extra", "has_body", "key", "name", "raw", "record", "request")
+
+    def __init__(
+        self,
+        name: str,
+        has_body: bool,
+        request: web.Request,
+        raw: bytes,
+        key: str | None,
+        correlation_id: str,
+        extra: dict[str, str] | None,
+        record: RequestRecord,
+    ) -> None:
+        self.name = name
+        self.has_body = has_body
+        self.request = request
+        self.raw = raw
+        self.key = key
+        self.correlation_id = correlation_id
+        self.extra = extra
+        self.record = record
+
+    @property
+    def idempotent_key(self) -> str | None:
+        """The key, if this request is one Klarna deduplicates by it."""
+        return self.key if self.name == CT_ORDER else None
 
 
 class FakeKlarna:
@@ -129,6 +174,12 @@ class FakeKlarna:
     :param seed: seed of the fault injector's random streams (random if None).
     :param rate_limit: requests per second before 429 (None: no limit, no rate-limit headers).
     :param keep_requests: how many requests the ledger's request log keeps (None: all).
+    :param keep_orders: how many orders the ledger keeps in detail, and for how many the
+        ``redirect_url`` still leads to the merchant's confirmation page (None: all). Whatever
+        the caps, per-order state stays bounded in memory but every count stays exact: orders
+        per idempotency key and per token, totals, duplicates (see :mod:`._ledger`), and every
+        idempotency key's answer is replayed for Klarna's 24 hours (see :mod:`._idempotency`).
+        Memory grows by about 40 bytes per distinct idempotency key beyond the caps.
     :param strict_amounts: enforce Klarna's amount and tax arithmetic on carts.
     :param accept_unknown_tokens: treat any unknown customer token id as an ``ACTIVE`` token
         (created on first use, taking the currency of its first order) instead of 404.
@@ -146,6 +197,7 @@ class FakeKlarna:
         seed: int | None = None,
         rate_limit: float | None = None,
         keep_requests: int | None = 50_000,
+        keep_orders: int | None = 50_000,
         strict_amounts: bool = True,
         accept_unknown_tokens: bool = False,
         latency_seconds: float = 2.0,
@@ -156,7 +208,7 @@ class FakeKlarna:
         self.host = host
         self.port = port
         self.clock = clock if clock is not None else FakeClock()
-        self.ledger = Ledger(keep_requests=keep_requests)
+        self.ledger = Ledger(keep_requests=keep_requests, keep_orders=keep_orders)
         self.faults = FaultInjector(seed, latency_seconds=latency_seconds)
         self.state = FakeState(
             self.clock,
@@ -170,7 +222,8 @@ class FakeKlarna:
         self._credentials = credentials
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
-        self._background: set[asyncio.Task[web.StreamResponse]] = set()
+        self._background: set[asyncio.Task[web.Response]] = set()
+        self._in_flight: dict[str, _Flight] = {}
         self._processors: dict[str, _Processor] = {
             "payments.create_session": lambda m, b, k, u: self.state.create_session(b, u),
             "payments.get_session": lambda m, b, k, u: self.state.get_session(m["session_id"]),
@@ -255,6 +308,14 @@ class FakeKlarna:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
+    def in_flight(self, idempotency_key: str | None = None) -> int:
+        """How many customer-token orders are still being processed (delayed by a latency
+        fault), in all or with this ``Klarna-Idempotency-Key``."""
+        if idempotency_key is None:
+            return sum(flight.count for flight in self._in_flight.values())
+        flight = self._in_flight.get(idempotency_key)
+        return 0 if flight is None else flight.count
+
     def reset(self) -> None:
         """Forget sessions, tokens, orders, the ledger, faults, clock advances, rate window."""
         self.state.reset()
@@ -331,16 +392,8 @@ class FakeKlarna:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         for method, path, name, has_body in ROUTES:
             app.router.add_route(method, path, self._api_handler(name, has_body))
-        app.router.add_get("/_fake/health", self._control_health)
-        app.router.add_get("/_fake/ledger", self._control_ledger)
-        app.router.add_post("/_fake/authorize", self._control_authorize)
-        app.router.add_post("/_fake/customer-tokens", self._control_add_token)
-        app.router.add_post("/_fake/customer-tokens/{token}/status", self._control_token_status)
-        app.router.add_post("/_fake/customer-tokens/{token}/outcome", self._control_token_outcome)
-        app.router.add_post("/_fake/clock/advance", self._control_clock)
-        app.router.add_post("/_fake/faults", self._control_faults)
-        app.router.add_post("/_fake/reset", self._control_reset)
-        app.router.add_get("/_fake/redirect/{id}", self._control_redirect)
+        for method, path, handler_name, _ in CONTROLS:
+            app.router.add_route(method, path, getattr(self, handler_name))
         return app
 
     def _api_handler(
@@ -379,7 +432,7 @@ class FakeKlarna:
             key,
             self.clock.time(),
         )
-        correlation_id = str(uuid.uuid4())
+        correlation_id = self.ledger.ids.correlation_id(record.seq)
         if not self._authorized(headers.get("Authorization")):
             return self._error(
                 record,
@@ -396,114 +449,111 @@ class FakeKlarna:
                 return self._error(
                     record, 429, "TOO_MANY_REQUESTS", "Rate limit exceeded", correlation_id, extra
                 )
+        call = _Call(name, has_body, request, raw, key, correlation_id, extra, record)
         injection = self.faults.pick(name)
         if injection is None:
-            return self._respond(name, has_body, request, raw, key, correlation_id, extra, record)
-        return await self._inject(
-            injection, name, has_body, request, raw, key, correlation_id, extra, record
-        )
-
-    async def _inject(
-        self,
-        injection: Injection,
-        name: str,
-        has_body: bool,
-        request: web.Request,
-        raw: bytes,
-        key: str | None,
-        correlation_id: str,
-        extra: dict[str, str] | None,
-        record: RequestRecord,
-    ) -> web.StreamResponse:
+            if not self._in_flight:  # the hot path: nothing can be in the way
+                return self._respond(call, state_first=self._state_first)
+            return await self._process(call, None)
         fault = injection.fault
         record.fault = fault
-        if fault is Fault.SERVICE_UNAVAILABLE:
-            return self._error(
-                record,
-                503,
-                "SERVICE_UNAVAILABLE",
-                "A temporary internal Klarna error occurred. Try again later.",
-                correlation_id,
-                extra,
-            )
-        if fault is Fault.RESET_BEFORE:
-            _abort(request, reset=True)
-            return web.Response(status=500)  # never reaches the client
-        if fault is Fault.DROP_AFTER_COMMIT:
-            response = self._respond(
-                name, has_body, request, raw, key, correlation_id, extra, record
-            )
-            record.status = None
-            _abort(request, reset=False)
-            return response  # writing it fails quietly: the transport is closed
-        if fault is Fault.LATENCY:
-            task = asyncio.ensure_future(
-                self._delayed(
-                    injection.latency_seconds,
-                    name,
-                    has_body,
-                    request,
-                    raw,
-                    key,
-                    correlation_id,
-                    extra,
-                    record,
-                )
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background_done)
-            # Shielded: even if this handler is cancelled (client gone, server stopping), the
-            # delayed request is still processed.
-            return await asyncio.shield(task)
-        status = _HTML_STATUS[fault]
-        record.status = status
-        return web.Response(
-            status=status,
-            text=_html_page(status),
-            content_type="text/html",
-            headers={"Server": "nginx"},
-        )
+        if not fault.processes:
+            return self._answer_unprocessed(call, fault)
+        response = await self._process(call, injection)
+        return self._answer_processed(call, fault, response)
 
-    def _background_done(self, task: asyncio.Task[web.StreamResponse]) -> None:
+    @property
+    def _state_first(self) -> bool:
+        return self.faults.check_order == "state_first"
+
+    # -- Klarna's processing --------------------------------------------------------------
+
+    async def _process(self, call: _Call, injection: Injection | None) -> web.StreamResponse:
+        """The in-flight check, a latency fault's delay, then :meth:`_respond`."""
+        fault = None if injection is None else injection.fault
+        key = call.idempotent_key
+        if key is not None and key in self._in_flight:
+            policy = "conflict" if fault is Fault.IN_FLIGHT_CONFLICT else self.faults.in_flight
+            if policy == "conflict":
+                status, code, message = _IN_FLIGHT_CONFLICT
+                return self._error(
+                    call.record, status, code, message, call.correlation_id, call.extra
+                )
+            if policy == "wait":
+                # Bounded: a flight ends when its delay is over, or when the fake stops.
+                while (flight := self._in_flight.get(key)) is not None:
+                    await flight.done.wait()
+        state_first = self._state_first or fault is Fault.STATE_FIRST
+        if fault is not Fault.LATENCY:
+            return self._respond(call, state_first=state_first)
+        assert injection is not None
+        task = asyncio.ensure_future(
+            self._delayed(injection.latency_seconds, call, state_first=state_first)
+        )
+        # In flight from now until the task ends (processed, or cancelled by stop()).
+        self._enter_flight(key)
+        task.add_done_callback(lambda _: self._leave_flight(key))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+        # Shielded: even if this handler is cancelled (client gone, server stopping), the
+        # delayed request is still processed; only stop() cancels it.
+        return await asyncio.shield(task)
+
+    def _enter_flight(self, key: str | None) -> None:
+        if key is None:
+            return
+        flight = self._in_flight.get(key)
+        if flight is None:
+            flight = self._in_flight[key] = _Flight()
+        flight.count += 1
+
+    def _leave_flight(self, key: str | None) -> None:
+        if key is None:
+            return
+        flight = self._in_flight.get(key)
+        if flight is None:  # pragma: no cover - every leave follows its enter
+            return
+        flight.count -= 1
+        if flight.count <= 0:
+            del self._in_flight[key]
+            flight.done.set()
+
+    def _background_done(self, task: asyncio.Task[web.Response]) -> None:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved, so an unexpected error is not reported twice
 
-    async def _delayed(
-        self,
-        seconds: float,
-        name: str,
-        has_body: bool,
-        request: web.Request,
-        raw: bytes,
-        key: str | None,
-        correlation_id: str,
-        extra: dict[str, str] | None,
-        record: RequestRecord,
-    ) -> web.StreamResponse:
+    async def _delayed(self, seconds: float, call: _Call, *, state_first: bool) -> web.Response:
         await asyncio.sleep(seconds)
-        return self._respond(name, has_body, request, raw, key, correlation_id, extra, record)
+        return self._respond(call, state_first=state_first)
 
     def _base_url(self, request: web.Request) -> str:
         return self._url or f"{request.scheme}://{request.host}"
 
-    def _respond(
-        self,
-        name: str,
-        has_body: bool,
-        request: web.Request,
-        raw: bytes,
-        key: str | None,
-        correlation_id: str,
-        extra: dict[str, str] | None,
-        record: RequestRecord,
-    ) -> web.Response:
+    def _respond(self, call: _Call, *, state_first: bool) -> web.Response:
         """Process the request (or replay its stored answer) and build the response."""
+        record = call.record
+        name = call.name
+        key = call.idempotent_key
+        transport = call.request.transport
+        record.client_gone = transport is None or transport.is_closing()
+        payload: Any = None
+        if key is not None and state_first:
+            # Checks a server may make before its idempotency layer: their errors are not
+            # stored under the key, and nothing is committed.
+            try:
+                payload = self._parse(call.request, call.raw)
+                self.state.check_token_order(call.request.match_info["token"], payload)
+            except ApiError as error:
+                refusal = _error_body(error.error_code, error.messages, call.correlation_id)
+                return self._send(
+                    record, error.status, refusal, call.correlation_id, error.error_code, call.extra
+                )
+        now = self.clock.time()
         record.committed = True
-        idempotent = key is not None and name == "customer_tokens.create_order"
-        if idempotent:
-            assert key is not None
-            stored = self.state.idempotency.get(key, self.clock.time())
+        record.committed_at = now
+        if key is not None:
+            stored = self.state.idempotency.get(key, now)
             if stored is not None:
                 record.replayed = True
                 return self._send(
@@ -512,30 +562,96 @@ class FakeKlarna:
                     stored.body,
                     stored.correlation_id,
                     stored.error_code,
-                    extra,
+                    call.extra,
                 )
         status: int
         body: bytes
         error_code: str | None = None
         try:
-            payload: Any = None
-            if has_body:
-                payload = self._parse(request, raw)
+            if call.has_body and payload is None:
+                payload = self._parse(call.request, call.raw)
             reply = self._processors[name](
-                request.match_info, payload, key, self._base_url(request)
+                call.request.match_info, payload, call.key, self._base_url(call.request)
             )
             status = reply.status
-            body = b"" if reply.payload is None else orjson.dumps(reply.payload)
+            if reply.payload is None:
+                body = b""
+            else:
+                body = orjson.dumps(reply.payload)
+                if status == 200 and name in _ORDER_ENDPOINTS:
+                    record.order_id = reply.payload.get("order_id")
         except ApiError as error:
             status = error.status
             error_code = error.error_code
-            body = _error_body(error.error_code, error.messages, correlation_id)
-        if idempotent:
-            assert key is not None
-            self.state.idempotency.put(
-                key, self.clock.time(), status, body, correlation_id, error_code
-            )
-        return self._send(record, status, body, correlation_id, error_code, extra)
+            body = _error_body(error.error_code, error.messages, call.correlation_id)
+        if key is not None:
+            self.state.idempotency.put(key, now, status, body, call.correlation_id, error_code)
+        return self._send(record, status, body, call.correlation_id, error_code, call.extra)
+
+    # -- fault answers --------------------------------------------------------------------
+
+    def _answer_unprocessed(self, call: _Call, fault: Fault) -> web.StreamResponse:
+        """The answer of a fault that does not process the request."""
+        if fault is Fault.RESET_BEFORE:
+            _abort(call.request, reset=True)
+            return web.Response(status=500)  # never reaches the client
+        return self._fault_answer(call, fault)
+
+    def _answer_processed(
+        self, call: _Call, fault: Fault, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        """What a processing fault makes of Klarna's answer ``response``."""
+        record = call.record
+        if fault is Fault.DROP_AFTER_COMMIT:
+            record.status = None
+            _abort(call.request, reset=False)
+            return response  # writing it fails quietly: the transport is closed
+        hostile = fault.hostile_value
+        if hostile is not None:  # PAUSE_*: Klarna's answer, with a pause nobody can take
+            response.headers.update(self._hostile_headers(call, hostile))
+            return response
+        if fault.value.endswith("_committed"):
+            return self._fault_answer(call, Fault(fault.value.removesuffix("_committed")))
+        return response  # LATENCY, IN_FLIGHT_CONFLICT, STATE_FIRST: Klarna's answer as is
+
+    def _fault_answer(self, call: _Call, fault: Fault) -> web.StreamResponse:
+        """The answer of ``fault`` (an unprocessed kind), recorded on the request."""
+        record = call.record
+        klarna = _KLARNA_FAULTS.get(fault)
+        if klarna is not None:
+            status, code, message = klarna
+            extra = call.extra
+            hostile = fault.hostile_value
+            if hostile is not None:
+                extra = self._hostile_headers(call, hostile)
+            # _error records the status and error code on the request.
+            return self._error(record, status, code, message, call.correlation_id, extra)
+        response: web.StreamResponse
+        if fault in (Fault.HTML_500, Fault.HTML_502, Fault.HTML_503, Fault.HTML_504):
+            response = gateway.nginx_page(int(fault.value[-3:]))
+        elif fault is Fault.ENVOY_503:
+            response = gateway.envoy_reset()
+        elif fault is Fault.EMPTY_503:
+            response = gateway.empty(503)
+        elif fault is Fault.REDIRECT_302:
+            response = gateway.redirect(f"{self._base_url(call.request)}/_fake/maintenance")
+        elif fault is Fault.TIMEOUT_408:
+            response = gateway.haproxy_page(408)
+        elif fault is Fault.TOO_EARLY_425:
+            response = gateway.haproxy_page(425)
+        else:  # pragma: no cover - every fault kind is handled above
+            raise AssertionError(f"no answer for {fault}")
+        record.status = response.status
+        record.error_code = None
+        return response
+
+    def _hostile_headers(self, call: _Call, value: str) -> dict[str, str]:
+        headers = dict(call.extra or {})
+        headers.setdefault("X-Ratelimit-Limit", _DEFAULT_LIMIT_HEADER)
+        headers["X-Ratelimit-Remaining"] = "0"
+        headers["X-Ratelimit-Reset"] = value
+        headers["Retry-After"] = value
+        return headers
 
     @staticmethod
     def _parse(request: web.Request, raw: bytes) -> dict[str, Any]:
@@ -584,12 +700,98 @@ class FakeKlarna:
 
     # -- /_fake controls ------------------------------------------------------------------
 
+    async def _control_index(self, request: web.Request) -> web.Response:
+        base = self._base_url(request)
+        return _json(
+            {
+                "fake_klarna": base,
+                "credentials": "HTTP Basic on the API endpoints (the sandbox prints them); "
+                "none on /_fake/",
+                "controls": [
+                    {"method": method, "path": path, "description": description}
+                    for method, path, _, description in CONTROLS
+                ],
+                "api": [
+                    {"method": method, "path": path, "endpoint": name}
+                    for method, path, name, _ in ROUTES
+                ],
+                "faults": [
+                    {
+                        "name": fault.value,
+                        "processes": fault.processes,
+                        "description": fault.summary,
+                    }
+                    for fault in Fault
+                ],
+                "options": {
+                    "in_flight": {"value": self.faults.in_flight, "choices": IN_FLIGHT_POLICIES},
+                    "check_order": {"value": self.faults.check_order, "choices": CHECK_ORDERS},
+                },
+            }
+        )
+
     async def _control_health(self, request: web.Request) -> web.Response:
         return _json({"ok": True})
 
     async def _control_ledger(self, request: web.Request) -> web.Response:
         include = request.query.get("requests", "") not in ("", "0", "false")
-        return _json(self.ledger.to_json(include_requests=include))
+        orders = request.query.get("orders", "1") not in ("", "0", "false")
+        return _json(self.ledger.to_json(include_requests=include, include_orders=orders))
+
+    async def _control_ledger_key(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        ledger = self.ledger
+        return _json(
+            {
+                "idempotency_key": key,
+                "orders": ledger.order_count_for_key(key),
+                "orders_kept": [order.to_json() for order in ledger.orders_for_key(key)],
+                "requests": [record.to_json() for record in ledger.requests_for_key(key)],
+            }
+        )
+
+    async def _control_ledger_keys(self, request: web.Request) -> web.Response:
+        body = await _control_body(request)
+        keys = body.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            return _json({"error": "keys (a list of strings) is required"}, 400)
+        count = self.ledger.order_count_for_key
+        return _json({"orders": {key: count(key) for key in keys}})
+
+    async def _control_ledger_request(self, request: web.Request) -> web.Response:
+        which = request.match_info["id"]
+        try:
+            if which.isdigit():
+                record = self.ledger.request(int(which))
+            else:
+                record = self.ledger.request_for_correlation_id(which)
+        except KeyError as missing:
+            return _json({"error": str(missing.args[0])}, 404)
+        return _json(record.to_json())
+
+    async def _control_faults_show(self, request: web.Request) -> web.Response:
+        faults = self.faults
+        rates = {
+            "*" if endpoint is None else endpoint: {
+                **rate.nonzero(),
+                "latency_seconds": rate.latency_seconds,
+            }
+            for endpoint, rate in faults._rates.items()
+        }
+        return _json(
+            {
+                "seed": faults.seed,
+                "options": faults.options,
+                "rates": rates,
+                "pending": {e: faults.pending(e) for e in faults.ENDPOINTS if faults.pending(e)},
+                "injected": [
+                    {"endpoint": endpoint, "fault": fault.value, "count": count}
+                    for (endpoint, fault), count in sorted(
+                        faults.injected.items(), key=lambda item: (item[0][0], item[0][1].value)
+                    )
+                ],
+            }
+        )
 
     async def _control_authorize(self, request: web.Request) -> web.Response:
         body = await _control_body(request)
@@ -674,22 +876,126 @@ class FakeKlarna:
             location = location.replace("{session.id}", session_id)
         raise web.HTTPFound(location)
 
+    async def _control_maintenance(self, request: web.Request) -> web.Response:
+        return gateway.maintenance_page()
+
+
+#: The test controls: (method, path, handler, one-line description). ``GET /_fake/`` lists them.
+CONTROLS: Final = (
+    ("GET", "/_fake/", "_control_index", "this list: controls, API endpoints, faults, options"),
+    ("GET", "/_fake/health", "_control_health", '{"ok": true} once the fake is serving'),
+    (
+        "GET",
+        "/_fake/ledger",
+        "_control_ledger",
+        "orders (kept), exact counts, customer tokens; ?requests=1 adds the request log, "
+        "?orders=0 leaves out the orders",
+    ),
+    (
+        "GET",
+        "/_fake/ledger/keys/{key}",
+        "_control_ledger_key",
+        "one idempotency key: its order count (whole run), kept orders and requests",
+    ),
+    (
+        "POST",
+        "/_fake/ledger/keys",
+        "_control_ledger_keys",
+        '{"keys": [...]} -> {"orders": {key: count}}: order counts of many keys',
+    ),
+    (
+        "GET",
+        "/_fake/ledger/requests/{id}",
+        "_control_ledger_request",
+        "one logged request, by sequence number or Klarna-Correlation-Id (committed? status?)",
+    ),
+    (
+        "POST",
+        "/_fake/authorize",
+        "_control_authorize",
+        'the customer approves a session: {"session_id", "outcome"?, "billing_address"?, '
+        '"order_lines"?, "payment_method"?} -> {"authorization_token"}',
+    ),
+    (
+        "POST",
+        "/_fake/customer-tokens",
+        "_control_add_token",
+        'a ready ACTIVE customer token: {"purchase_currency"?, "purchase_country"?, '
+        '"payment_method_type"?} -> {"token_id"}',
+    ),
+    (
+        "POST",
+        "/_fake/customer-tokens/{token}/status",
+        "_control_token_status",
+        '{"status": "ACTIVE"|"SUSPENDED"|"CANCELLED"}: set a token\'s status',
+    ),
+    (
+        "POST",
+        "/_fake/customer-tokens/{token}/outcome",
+        "_control_token_outcome",
+        '{"outcome": "ok"|"pending"|"failed"|"unavailable"}: what charging the token does',
+    ),
+    (
+        "POST",
+        "/_fake/clock/advance",
+        "_control_clock",
+        '{"seconds"} -> {"now"}: move the fake clock forward (expire tokens, sessions, keys)',
+    ),
+    ("GET", "/_fake/faults", "_control_faults_show", "seed, options, rates, scripts, injections"),
+    (
+        "POST",
+        "/_fake/faults",
+        "_control_faults",
+        '{"seed"?, "clear"?, "rates"?: {"endpoint"?, "<fault>": p, "latency_seconds"?}, '
+        '"script"?: {"<endpoint>": ["<fault>"|null|["latency", s], ...]}, "options"?: '
+        '{"in_flight"?, "check_order"?}} -> {"seed"}',
+    ),
+    (
+        "POST",
+        "/_fake/reset",
+        "_control_reset",
+        "forget all state, the ledger, faults, options and clock advances",
+    ),
+    (
+        "GET",
+        "/_fake/redirect/{id}",
+        "_control_redirect",
+        "where an order's redirect_url points: 302 to the merchant's confirmation URL",
+    ),
+    (
+        "GET",
+        "/_fake/maintenance",
+        "_control_maintenance",
+        "where the redirect_302 faults point: a 200 HTML page that is not Klarna's",
+    ),
+)
+
 
 def apply_fault_config(faults: FaultInjector, config: dict[str, Any]) -> None:
-    """Apply a JSON fault configuration (the body of ``POST /_fake/faults``)."""
-    if config.get("clear"):
-        faults.clear()
-    if "seed" in config:
-        seed = config["seed"]
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError("seed must be an integer or null")
-        faults.reseed(seed)
-    rates = config.get("rates")
-    if rates is not None:
-        if not isinstance(rates, dict):
+    """Apply a JSON fault configuration (the body of ``POST /_fake/faults``).
+
+    ``{"clear": true}`` drops scripts and rates first; ``"seed"`` reseeds; ``"rates"`` sets
+    probabilities (``"endpoint"`` picks one endpoint, the other names are :class:`Fault` values
+    or ``latency_seconds``); ``"script"`` queues faults per endpoint (a fault value, ``null`` for
+    an untouched request, or ``["<fault>", seconds]``); ``"options"`` sets ``in_flight`` and
+    ``check_order``. Everything is checked before anything changes.
+    """
+    unknown = set(config) - {"clear", "seed", "rates", "script", "options"}
+    if unknown:
+        raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+    seed = config.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError("seed must be an integer or null")
+    rates_config = config.get("rates")
+    rate_endpoint: str | None = None
+    rate_values: dict[str, float] = {}
+    if rates_config is not None:
+        if not isinstance(rates_config, dict):
             raise TypeError("rates must be an object")
-        options = dict(rates)
-        endpoint = options.pop("endpoint", None)
+        options = dict(rates_config)
+        rate_endpoint = options.pop("endpoint", None)
+        if rate_endpoint is not None:
+            check_endpoint(rate_endpoint)
         known = {fault.value for fault in Fault} | {"latency_seconds"}
         unknown = set(options) - known
         if unknown:
@@ -697,7 +1003,8 @@ def apply_fault_config(faults: FaultInjector, config: dict[str, Any]) -> None:
         for value in options.values():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError("rates must be numbers")
-        faults.set_rates(endpoint, **{k: float(v) for k, v in options.items()})
+        rate_values = {k: float(v) for k, v in options.items()}
+    scripts: dict[str, list[Fault | tuple[Fault, float] | None]] = {}
     script = config.get("script")
     if script is not None:
         if not isinstance(script, dict):
@@ -713,10 +1020,42 @@ def apply_fault_config(faults: FaultInjector, config: dict[str, Any]) -> None:
                 elif isinstance(item, str):
                     parsed.append(Fault(item.lower()))
                 elif isinstance(item, list) and len(item) == 2:
-                    parsed.append((Fault(str(item[0]).lower()), float(item[1])))
+                    seconds = item[1]
+                    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                        raise TypeError(f"bad script item {item!r}: seconds must be a number")
+                    if not seconds >= 0:
+                        raise ValueError(f"bad script item {item!r}: seconds must be >= 0")
+                    parsed.append((Fault(str(item[0]).lower()), float(seconds)))
                 else:
                     raise ValueError(f"bad script item {item!r}")
-            faults.script(endpoint, parsed)
+            scripts[endpoint] = parsed
+    options_config = config.get("options")
+    in_flight: str | None = None
+    check_order: str | None = None
+    if options_config is not None:
+        if not isinstance(options_config, dict):
+            raise TypeError("options must be an object")
+        unknown = set(options_config) - {"in_flight", "check_order"}
+        if unknown:
+            raise ValueError(f"unknown options: {sorted(unknown)}")
+        in_flight = options_config.get("in_flight")
+        check_order = options_config.get("check_order")
+        if in_flight is not None and in_flight not in IN_FLIGHT_POLICIES:
+            raise ValueError(f"in_flight must be one of {IN_FLIGHT_POLICIES}")
+        if check_order is not None and check_order not in CHECK_ORDERS:
+            raise ValueError(f"check_order must be one of {CHECK_ORDERS}")
+    if rates_config is not None:
+        FaultRates(**rate_values)  # checks the ranges and the sum before anything changes
+
+    if config.get("clear"):
+        faults.clear()
+    if "seed" in config:
+        faults.reseed(seed)
+    if rates_config is not None:
+        faults.set_rates(rate_endpoint, **rate_values)
+    for endpoint, parsed in scripts.items():
+        faults.script(endpoint, parsed)
+    faults.set_options(in_flight=in_flight, check_order=check_order)
 
 
 def _error_body(error_code: str, messages: list[str], correlation_id: str) -> bytes:

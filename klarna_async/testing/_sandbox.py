@@ -3,17 +3,17 @@
 For demos without credentials, for benchmarks and fault soaks against a separate process, and for
 test suites in other languages::
 
-    $ klarna-async sandbox --seed 42 --fault-503 0.05
+    $ klarna-async sandbox --seed 42 --fault-503 0.05 --fault envoy_503_committed=0.01
     fake Klarna ready at http://127.0.0.1:8765 username=test_user password=test_password seed=42
 
 (also ``python -m klarna_async.testing._sandbox ...``). It serves the Payments and Customer Token
 endpoints under the printed URL with HTTP Basic auth, and test controls without auth under
-``/_fake/`` (see :mod:`klarna_async.testing._app`): ``GET /_fake/ledger``, ``POST
-/_fake/authorize`` (``{"session_id", "outcome"}`` -> ``{"authorization_token"}``), ``POST
-/_fake/customer-tokens`` (-> ``{"token_id"}``), ``POST /_fake/clock/advance`` (``{"seconds"}``),
-``POST /_fake/faults``, ``POST /_fake/reset``. It runs until SIGINT (Ctrl-C) or SIGTERM and then
-exits with status 0. It listens on 127.0.0.1 unless told otherwise; it is a fake with fixed
-credentials and unauthenticated controls, so do not expose it.
+``/_fake/``: ``GET /_fake/`` lists them all, with the fault names and options (see
+:mod:`klarna_async.testing._app`). ``--help`` shows, as curl lines that work, how another
+process gets an authorization token and a customer token (:data:`HOW_TO`; a test runs them). It
+runs until SIGINT (Ctrl-C) or SIGTERM and then exits with status 0. It listens on 127.0.0.1
+unless told otherwise; it is a fake with fixed credentials and unauthenticated controls, so do
+not expose it.
 """
 
 from __future__ import annotations
@@ -25,9 +25,63 @@ import signal
 import sys
 from collections.abc import Sequence
 
-__all__ = ["DEFAULT_PORT", "add_arguments", "main", "run"]
+__all__ = ["DEFAULT_PORT", "HOW_TO", "add_arguments", "main", "run"]
 
 DEFAULT_PORT = 8765
+
+DESCRIPTION = (
+    "Serve a fake Klarna (Payments and Customer Token APIs, with a ledger, fault injection and "
+    "test controls under /_fake/) on loopback, for tests and demos without credentials."
+)
+
+#: How another process gets an authorization token and a customer token (``--help`` shows it;
+#: tests/test_sandbox.py runs every curl line in it against a sandbox). ``-> {...}`` shows the
+#: answer: a value ending in ``_ID`` or ``_TOKEN`` names what later lines use, another one
+#: (``ACCEPTED``) is the value itself.
+HOW_TO = """\
+From another process (the API takes the credentials, /_fake/ takes none;
+GET /_fake/ lists every control, fault and option):
+
+  # 1. A payment session (intent "tokenize": the customer agrees to be charged later)
+  curl -s -u test_user:test_password -H 'Content-Type: application/json' \\
+    -d '{"intent": "tokenize", "purchase_country": "DE", "purchase_currency": "EUR",
+         "locale": "de-DE", "order_amount": 1000, "order_lines": [{"name": "Plan",
+         "quantity": 1, "unit_price": 1000, "total_amount": 1000}]}' \\
+    http://127.0.0.1:8765/payments/v1/sessions
+    -> {"session_id": "SESSION_ID", "client_token": "...", ...}
+
+  # 2. The customer approves it in Klarna's widget: an authorization token
+  curl -s -d '{"session_id": "SESSION_ID"}' http://127.0.0.1:8765/_fake/authorize
+    -> {"authorization_token": "AUTHORIZATION_TOKEN"}
+
+  # 3. The merchant turns it into a customer token
+  curl -s -u test_user:test_password -H 'Content-Type: application/json' \\
+    -d '{"description": "Monthly plan", "intended_use": "SUBSCRIPTION", "locale": "de-DE",
+         "purchase_country": "DE", "purchase_currency": "EUR"}' \\
+    http://127.0.0.1:8765/payments/v1/authorizations/AUTHORIZATION_TOKEN/customer-token
+    -> {"token_id": "CUSTOMER_TOKEN", ...}
+
+  # (or skip 1-3: a ready customer token in one call)
+  curl -s -X POST http://127.0.0.1:8765/_fake/customer-tokens
+    -> {"token_id": "OTHER_CUSTOMER_TOKEN"}
+
+  # 4. Charge it, with an idempotency key, and ask the ledger what that key placed
+  curl -s -u test_user:test_password -H 'Content-Type: application/json' \\
+    -H 'Klarna-Idempotency-Key: 3f1c0b9e-2d4a-4c8e-9a57-6b2f1e0d7c11' \\
+    -d '{"purchase_currency": "EUR", "order_amount": 1000, "order_tax_amount": 0,
+         "order_lines": [{"name": "Plan", "quantity": 1, "unit_price": 1000,
+         "total_amount": 1000}]}' \\
+    http://127.0.0.1:8765/customer-token/v1/tokens/CUSTOMER_TOKEN/order
+    -> {"order_id": "ORDER_ID", "fraud_status": "ACCEPTED", ...}
+  curl -s http://127.0.0.1:8765/_fake/ledger/keys/3f1c0b9e-2d4a-4c8e-9a57-6b2f1e0d7c11
+    -> {"idempotency_key": "...", "orders": 1, ...}
+
+  # Faults and options, e.g. Envoy's 503 after the order was placed, then a 409 while a
+  # key is still being processed
+  curl -s -d '{"script": {"customer_tokens.create_order": ["envoy_503_committed"]},
+              "options": {"in_flight": "conflict"}}' http://127.0.0.1:8765/_fake/faults
+    -> {"seed": ...}
+"""
 
 
 def _probability(text: str) -> float:
@@ -60,8 +114,26 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _fault_rate(text: str) -> tuple[str, float]:
+    from klarna_async.testing._faults import RATE_NAMES
+
+    name, sep, rate = text.partition("=")
+    name = name.strip().lower()
+    if not sep or name not in RATE_NAMES or name == "latency_seconds":
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=P with NAME a fault (see GET /_fake/), got {text!r}"
+        )
+    return name, _probability(rate)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the sandbox's options to ``parser``."""
+    """Add the sandbox's options to ``parser``, and its description and how-to if it has none."""
+    if parser.description is None:
+        parser.description = DESCRIPTION
+    if parser.epilog is None:
+        parser.epilog = HOW_TO
+        # Keep the how-to's line breaks (argparse would rewrap it into one paragraph).
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     server.add_argument(
@@ -84,6 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=50_000,
         metavar="N",
         help="how many requests the ledger's request log keeps [50000]",
+    )
+    server.add_argument(
+        "--keep-orders",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="how many orders the ledger keeps in detail; counts stay exact [50000]",
     )
     server.add_argument(
         "--lenient-amounts",
@@ -135,6 +214,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="an HTML 500/502/504 page as from a proxy (split evenly)",
     )
+    faults.add_argument(
+        "--fault",
+        type=_fault_rate,
+        action="append",
+        default=[],
+        metavar="NAME=P",
+        help="any fault by name, e.g. envoy_503_committed=0.01 (repeatable; GET /_fake/ lists "
+        "them)",
+    )
+    options = parser.add_argument_group("options (Klarna documents neither)")
+    options.add_argument(
+        "--in-flight",
+        choices=("process", "conflict", "wait"),
+        default="process",
+        help="a request whose idempotency key is still being processed: process it, answer "
+        "409 CONFLICT, or wait and replay [process]",
+    )
+    options.add_argument(
+        "--check-order",
+        choices=("replay_first", "state_first"),
+        default="replay_first",
+        help="replay a stored answer first, or check the token and body first [replay_first]",
+    )
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -148,20 +250,29 @@ async def _serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         rate_limit=args.rate_limit,
         keep_requests=args.keep_requests,
+        keep_orders=args.keep_orders,
         strict_amounts=not args.lenient_amounts,
         accept_unknown_tokens=args.accept_unknown_tokens,
         latency_seconds=args.latency_seconds,
     )
     html = args.fault_html / 3
-    fake.faults.set_rates(
-        service_unavailable=args.fault_503,
-        drop_after_commit=args.fault_drop,
-        latency=args.fault_latency,
-        reset_before=args.fault_reset,
-        html_500=html,
-        html_502=html,
-        html_504=html,
-    )
+    rates = {
+        "service_unavailable": args.fault_503,
+        "drop_after_commit": args.fault_drop,
+        "latency": args.fault_latency,
+        "reset_before": args.fault_reset,
+        "html_500": html,
+        "html_502": html,
+        "html_504": html,
+    }
+    for name, rate in args.fault:
+        rates[name] = rates.get(name, 0.0) + rate
+    try:
+        fake.faults.set_rates(**rates)
+    except ValueError as error:
+        print(f"klarna-async sandbox: {error}", file=sys.stderr)
+        return 2
+    fake.faults.set_options(in_flight=args.in_flight, check_order=args.check_order)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -197,9 +308,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="klarna-async sandbox", description="Serve a fake Klarna over HTTP."
-    )
+    parser = argparse.ArgumentParser(prog="klarna-async sandbox")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -45,7 +45,10 @@ Modelling choices (where Klarna's documentation is silent or contradictory):
   stored for 24 hours of fake time and replayed byte for byte (with its original
   ``Klarna-Correlation-Id``) to every later request with that key, whatever its body or token
   path ("only the key matters", as Klarna's Order Management API documents). Answers that never
-  reached processing (401, 429, injected faults) are not stored.
+  reached processing (401, 429, injected faults) are not stored, nor are a 409 ``CONFLICT``
+  while the key is in flight and the refusals of the checks made before the replay under
+  ``check_order="state_first"`` (see :mod:`._faults`). Recurring order ids are
+  :class:`~._ledger.IdSource` ids, so the store keeps a replayable answer in a few bytes.
 * **Unknown customer tokens** are 404 unless ``accept_unknown_tokens`` is set (for running a
   batch of real-looking token ids against the fake): then any unknown id is an ``ACTIVE``
   ``INVOICE`` token, created on first use, that takes the currency of its first order.
@@ -60,13 +63,14 @@ import base64
 import math
 import re
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
 from klarna_async.testing._clock import FakeClock, isoformat
+from klarna_async.testing._idempotency import IDEMPOTENCY_TTL, IdempotencyStore, StoredAnswer
+from klarna_async.testing._keys import Recent
 from klarna_async.testing._ledger import Ledger, OrderRecord, TokenRecord
 
 __all__ = [
@@ -84,7 +88,6 @@ __all__ = [
 
 AUTHORIZATION_TTL: Final = 60 * 60.0
 SESSION_TTL: Final = 48 * 60 * 60.0
-IDEMPOTENCY_TTL: Final = 24 * 60 * 60.0
 
 OUTCOMES: Final = ("approved", "pending", "declined", "rejected")
 TOKEN_OUTCOMES: Final = ("ok", "pending", "failed", "unavailable")
@@ -219,58 +222,6 @@ class Reply:
 
     status: int
     payload: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class StoredAnswer:
-    """An answer kept for idempotent replay."""
-
-    expires_at: float
-    status: int
-    body: bytes
-    correlation_id: str
-    error_code: str | None
-
-
-class IdempotencyStore:
-    """Answers by ``Klarna-Idempotency-Key``, forgotten ``ttl`` seconds after the first attempt."""
-
-    def __init__(self, ttl: float = IDEMPOTENCY_TTL) -> None:
-        self.ttl = ttl
-        self._answers: OrderedDict[str, StoredAnswer] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._answers)
-
-    def get(self, key: str, now: float) -> StoredAnswer | None:
-        answer = self._answers.get(key)
-        if answer is not None and answer.expires_at <= now:
-            del self._answers[key]
-            return None
-        return answer
-
-    def put(
-        self,
-        key: str,
-        now: float,
-        status: int,
-        body: bytes,
-        correlation_id: str,
-        error_code: str | None,
-    ) -> None:
-        answers = self._answers
-        # Entries are in time order: drop the expired ones from the front (amortised O(1)).
-        while answers:
-            oldest = next(iter(answers.values()))
-            if oldest.expires_at > now:
-                break
-            answers.popitem(last=False)
-        # A copy of exactly the right size: orjson's output keeps a 4 KiB buffer per object.
-        exact = bytes(memoryview(body))
-        answers[key] = StoredAnswer(now + self.ttl, status, exact, correlation_id, error_code)
-
-    def clear(self) -> None:
-        self._answers.clear()
 
 
 class RateLimiter:
@@ -593,6 +544,7 @@ def _b64(data: bytes) -> str:
 
 
 _INVALID_AUTH: Final = "Invalid authorization token"
+_CHECKS_PASSED: Final = Reply(0)  # what create_token_order(check_only=True) returns
 _INVALID_TOKEN_ID: Final = "Invalid customer-token ID"  # noqa: S105 - not a secret
 
 
@@ -614,8 +566,9 @@ class FakeState:
         self.sessions: dict[str, Session] = {}
         self.authorizations: dict[str, Authorization] = {}
         self.tokens: dict[str, TokenRecord] = {}
-        self.idempotency = IdempotencyStore()
-        self._confirmation_by_order: dict[str, tuple[str, str | None]] = {}
+        self.idempotency = IdempotencyStore(keys=ledger.keys, ids=ledger.ids)
+        # Where /_fake/redirect/{id} leads: kept for as many orders as the ledger keeps.
+        self._confirmation_by_order: Recent[tuple[str, str | None]] = Recent(ledger.keep_orders)
 
     def reset(self) -> None:
         self.sessions.clear()
@@ -1074,7 +1027,13 @@ class FakeState:
         return Reply(202)
 
     def create_token_order(
-        self, token_id: str, body: dict[str, Any], idempotency_key: str | None, base_url: str
+        self,
+        token_id: str,
+        body: dict[str, Any],
+        idempotency_key: str | None,
+        base_url: str,
+        *,
+        check_only: bool = False,
     ) -> Reply:
         p = _Problems()
         _int(body, "order_amount", "order_amount", p, required=True, minimum=1)
@@ -1099,6 +1058,8 @@ class FakeState:
             raise ApiError(403, "TOKEN_CANCELED", "Customer token is canceled")
         if record.status == "SUSPENDED":
             raise ApiError(403, "TOKEN_SUSPENDED", "Customer token is suspended")
+        if check_only:  # check_token_order: the checks a server may make before a replay
+            return _CHECKS_PASSED
         currency = body["purchase_currency"].upper()
         if not record.purchase_currency:  # an auto-created token (accept_unknown_tokens)
             record.purchase_currency = currency
@@ -1112,7 +1073,7 @@ class FakeState:
             raise ApiError(403, "PAYMENT_METHOD_FAILED", "Purchase for payment method failed")
 
         now = self.clock.time()
-        order_id = _new_id()
+        order_id = self.ledger.new_order_id()  # rebuildable from a number (see _idempotency)
         fraud_status = "PENDING" if record.outcome == "pending" else "ACCEPTED"
         payload: dict[str, Any] = {
             "order_id": order_id,
@@ -1143,3 +1104,10 @@ class FakeState:
             )
         )
         return Reply(200, payload)
+
+    def check_token_order(self, token_id: str, body: dict[str, Any]) -> None:
+        """The checks of :meth:`create_token_order` before any charge: the body, then the token's
+        existence and status (cancelled or suspended: 403). Raises :class:`ApiError`; changes
+        nothing (except that ``accept_unknown_tokens`` creates an unknown token, as a charge
+        would)."""
+        self.create_token_order(token_id, body, None, "", check_only=True)
