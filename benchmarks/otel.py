@@ -50,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -224,17 +224,17 @@ async def measure(
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
     import klarna_async
 
     exporter = _Drop()
     tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer_provider.add_span_processor(BatchSpanProcessor(cast("SpanExporter", exporter)))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
     unsampled = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
-    unsampled.add_span_processor(BatchSpanProcessor(_Drop()))
+    unsampled.add_span_processor(BatchSpanProcessor(cast("SpanExporter", _Drop())))
     packages = dict.fromkeys(("off", "noop", "sdk", "unsampled"), klarna_async)
     telemetry = {
         "noop": klarna_async.Telemetry(

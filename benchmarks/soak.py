@@ -1,17 +1,24 @@
 """A fault soak: a batch through ``charge_many`` against the sandbox, judged by its ledger.
 
 The sandbox (the fake Klarna, ``python -m klarna_async.testing._sandbox``) runs in another
-process and injects, per request: ``503 SERVICE_UNAVAILABLE`` (10 %), the order committed but
-the answer lost (drop-after-commit, 2 %) and answers slower than the client's attempt timeout
-(1 %). The batch runs once; then every charge that ended ``UNKNOWN`` or ``RETRYABLE`` is
-repeated with the same idempotency key (faults still on) until none is left
-or ``max_passes`` passes have run. The client's word is then checked against the sandbox's ledger
-(``GET /_fake/ledger``), which shares no code with the client:
+process and plays the adversary, per request (see :data:`FAULTS`): Klarna's 503 (nothing
+processed), the order committed but the answer lost, answers that come after the client gave up
+(committed later), and the ambiguous answers a real network gives *after* the order was placed:
+Envoy's ``text/plain`` 503, an empty 503, an HTML 502, ``500 NOT_FOUND`` and ``504 REJECTED``
+with Klarna's JSON, a proxy's 408; plus ``NaN`` in ``X-Ratelimit-Reset``/``Retry-After`` and,
+throughout, a 409 for a key whose first request is still in flight (``--in-flight conflict``).
 
+The batch runs once; then every charge that ended ``UNKNOWN`` (re-driven as such) or
+``RETRYABLE`` is repeated with the same idempotency key (faults still on) until none is left or
+``max_passes`` passes have run. After each pass the client's word is checked against the
+sandbox's ledger (``GET /_fake/ledger``), which shares no code with the client:
+
+* wrongly failed: charges reported ``declined`` or ``retryable`` ("not charged") whose key has
+  an order in the ledger (must be 0, in every pass);
 * duplicates: orders beyond the first for one idempotency key (must be 0);
-* unaccounted: keys the client reports placed without an order in the ledger, keys with an
-  order the client does not report placed, and placed charges whose order id differs from the
-  ledger's (must be 0).
+* unaccounted, at the end: keys the client reports placed without an order in the ledger, keys
+  with an order the client does not report placed, and placed charges whose order id differs
+  from the ledger's (must be 0).
 
 The same batch against a fault-free sandbox gives the throughput to compare with.
 """
@@ -33,7 +40,21 @@ from klarna_async import Charge, ChargeStatus, KlarnaClient, KlarnaError, RetryP
 from klarna_async._retry import classify
 from tests.samples import token_order
 
-FAULTS = {"fault_503": 0.10, "fault_drop": 0.02, "fault_latency": 0.01}
+#: Probability per request of each fault, by the sandbox's fault names (about 19 % in all).
+FAULTS = {
+    "service_unavailable": 0.10,
+    "drop_after_commit": 0.02,
+    "latency": 0.01,
+    "envoy_503_committed": 0.01,
+    "empty_503_committed": 0.005,
+    "html_502_committed": 0.005,
+    "http500_not_found_committed": 0.005,
+    "http504_rejected_committed": 0.005,
+    "http502_bad_request": 0.005,
+    "timeout_408_committed": 0.005,
+    "rate_limit_nan": 0.005,
+    "pause_nan": 0.005,
+}
 #: Longer than the attempt timeout below: such an answer arrives after the client gave up.
 LATENCY_SECONDS = 1.5
 POLICY = RetryPolicy(
@@ -42,12 +63,13 @@ POLICY = RetryPolicy(
 TOKENS = 500
 
 
-def _charge(i: int, tag: str) -> Charge:
+def _charge(i: int, tag: str, *, after_unknown: bool = False) -> Charge:
     return Charge(
         customer_token=f"ctok-soak-{i % TOKENS:05d}",
         request=token_order(amount=999 + i % 7, reference=f"{tag}-{i}"),
         idempotency_key=f"soak-{tag}-{i:012d}",
         charge_id=str(i),
+        after_unknown=after_unknown,
     )
 
 
@@ -64,7 +86,12 @@ class _Outcome:
 
 
 async def _pass(
-    client: KlarnaClient, charges: Iterable[Charge], concurrency: int, outcomes: dict[str, _Outcome]
+    client: KlarnaClient,
+    charges: Iterable[Charge],
+    concurrency: int,
+    outcomes: dict[str, _Outcome],
+    url: str,
+    settle: float,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     tally: Counter[str] = Counter()
@@ -82,13 +109,37 @@ async def _pass(
         attempts += result.attempts
         count += 1
     wall = time.perf_counter() - started
+    # The judge: let answers the client gave up on land, then ask the ledger about every charge
+    # this pass reported "not charged".
+    if settle:
+        await asyncio.sleep(settle)
+    not_charged = [
+        key
+        for key, o in outcomes.items()
+        if o.status in (ChargeStatus.DECLINED, ChargeStatus.RETRYABLE)
+    ]
+    counts = await _key_counts(url, not_charged)
     return {
         "charges": count,
         "wall_s": wall,
         "charges_per_s": count / wall if wall else float("nan"),
         "attempts": attempts,
         **{status.value: tally[status.value] for status in ChargeStatus},
+        "wrongly_failed": sum(1 for key in not_charged if counts.get(key, 0)),
     }
+
+
+async def _key_counts(url: str, keys: list[str]) -> dict[str, int]:
+    """Orders per idempotency key, from the ledger's exact counts."""
+    if not keys:
+        return {}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+        http.post(f"{url}/_fake/ledger/keys", data=orjson.dumps({"keys": keys})) as answer,
+    ):
+        answer.raise_for_status()
+        found: dict[str, int] = orjson.loads(await answer.read())["orders"]
+    return found
 
 
 async def _ledger(url: str, *, requests: bool) -> dict[str, Any]:
@@ -116,16 +167,23 @@ async def _batch(
     passes: list[dict[str, Any]] = []
     async with bench_client(url, concurrency, policy) as client:
         started = time.perf_counter()
-        passes.append(await _pass(client, _charges(charges, tag), concurrency, outcomes))
+        pause = settle if faulty else 0.0
+        passes.append(
+            await _pass(client, _charges(charges, tag), concurrency, outcomes, url, pause)
+        )
         for _ in range(max_passes - 1):
             again = [
-                _charge(int(key.rsplit("-", 1)[1]), tag)
+                _charge(
+                    int(key.rsplit("-", 1)[1]),
+                    tag,
+                    after_unknown=outcome.status is ChargeStatus.UNKNOWN,
+                )
                 for key, outcome in outcomes.items()
                 if outcome.status in (ChargeStatus.UNKNOWN, ChargeStatus.RETRYABLE)
             ]
             if not again:
                 break
-            passes.append(await _pass(client, again, concurrency, outcomes))
+            passes.append(await _pass(client, again, concurrency, outcomes, url, pause))
         total_wall = time.perf_counter() - started
         budget_denied = client.retry_budget.denied if client.retry_budget is not None else 0
     if faulty:
@@ -162,6 +220,7 @@ async def _batch(
         "ledger_orders": sum(per_key.values()),
         "duplicates": sum(n - 1 for n in per_key.values() if n > 1),
         "keys_with_duplicates": sum(1 for n in per_key.values() if n > 1),
+        "wrongly_failed": sum(p["wrongly_failed"] for p in passes),
         "unaccounted": missing_in_ledger + not_reported + wrong_ids,
         "unaccounted_detail": {
             "placed_without_ledger_order": missing_in_ledger,
@@ -179,7 +238,7 @@ def run(
     charges: int = 20_000,
     concurrency: int = 64,
     seed: int = 20261130,
-    max_passes: int = 5,
+    max_passes: int = 10,
     faults: dict[str, float] | None = None,
     latency_seconds: float = LATENCY_SECONDS,
     policy: RetryPolicy = POLICY,
@@ -205,11 +264,13 @@ def run(
                 settle=0.0,
             )
         )
-    options = [f"--{name.replace('_', '-')}={rate}" for name, rate in faults.items()]
+    options = [f"--fault={name}={rate}" for name, rate in faults.items()]
     with sandbox(
         "--seed",
         str(seed),
         *options,
+        "--in-flight",
+        "conflict",
         f"--latency-seconds={latency_seconds}",
         "--keep-requests",
         str(max(50_000, 3 * charges)),
@@ -242,7 +303,7 @@ def run(
         "clean": clean,
         "faulty": faulty,
         "throughput_ratio": faulty["first_pass_charges_per_s"] / clean["first_pass_charges_per_s"],
-        "targets": {"duplicates": 0, "unaccounted": 0},
+        "targets": {"wrongly_failed": 0, "duplicates": 0, "unaccounted": 0},
     }
 
 
@@ -250,7 +311,8 @@ def summary(result: dict[str, Any]) -> str:
     f, c = result["faulty"], result["clean"]
     return (
         f"soak: {result['charges']:,} charges, {len(f['passes'])} pass(es); "
-        f"duplicates {f['duplicates']}, unaccounted {f['unaccounted']}, "
+        f"wrongly failed {f['wrongly_failed']}, duplicates {f['duplicates']}, "
+        f"unaccounted {f['unaccounted']}, "
         f"final {f['final']}; {f['first_pass_charges_per_s']:.0f}/s with faults vs "
         f"{c['first_pass_charges_per_s']:.0f}/s without ({result['throughput_ratio']:.2f}x)"
     )

@@ -106,7 +106,13 @@ def test_soak() -> None:
     result = soak.run(
         charges=100,
         concurrency=8,
-        faults={"fault_503": 0.2, "fault_drop": 0.1, "fault_latency": 0.03},
+        faults={
+            "service_unavailable": 0.2,
+            "drop_after_commit": 0.1,
+            "latency": 0.03,
+            "envoy_503_committed": 0.05,
+            "http500_not_found_committed": 0.03,
+        },
         latency_seconds=0.3,
         policy=RetryPolicy(
             max_attempts=2, initial_delay=0.01, max_delay=0.02, deadline=5, attempt_timeout=0.2
@@ -115,6 +121,8 @@ def test_soak() -> None:
     faulty, clean = result["faulty"], result["clean"]
     assert clean["final"] == {"placed": 100, "declined": 0, "retryable": 0, "unknown": 0}
     assert (clean["duplicates"], clean["unaccounted"]) == (0, 0)
+    # With faults on: never "not charged" for a charge the ledger shows placed, never twice.
+    assert (faulty["wrongly_failed"], faulty["duplicates"]) == (0, 0)
     assert sum(faulty["final"].values()) == 100
     assert faulty["passes"][0]["charges"] == 100
     assert faulty["requests"] >= 100
