@@ -12,6 +12,8 @@ subscription has one (so no side's URL comes out of yarl's cache of parsed strin
 * ``full``: the same charge through the library: build the ``TokenOrderRequest``, then
   ``client.customer_tokens.create_order(token, request, idempotency_key=k)`` (validation, the
   converter, the retry layer, aiohttp, decoding the answer into an ``Order``);
+* ``full_mapping``: the same, with the body built as the raw loop builds it (a dict of
+  Klarna's JSON shape) and passed as a mapping, as the README's FastAPI handler does;
 * ``raw_fixed_body`` and ``full_prebuilt``: the same two with one body (dict, or request
   object) made beforehand and sent for every charge, which separates what building a charge's
   body costs from what sending it costs.
@@ -43,7 +45,7 @@ from benchmarks._common import bench_client, median, peer, raw_session
 from klarna_async._converter import to_dict, to_json
 from tests.samples import token_order
 
-ARMS = ("raw", "full", "raw_fixed_body", "full_prebuilt")
+ARMS = ("raw", "full", "full_mapping", "raw_fixed_body", "full_prebuilt")
 _KEY_PREFIX = "7c1f0e2a-4b3d-4e59-9a61-"  # + 12 digits: a key as long as a UUID
 _TOKEN_PREFIX = "0b1d9815-165e-42e2-8867-"  # + 12 digits: each charge its own customer token
 
@@ -149,6 +151,13 @@ async def measure(
                 token = f"{_TOKEN_PREFIX}{i:012d}"
                 await create_order(token, request, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
 
+            async def full_mapping(i: int) -> None:
+                # The README's FastAPI path: the body as a mapping of Klarna's JSON shape,
+                # built per charge exactly as the raw loop builds its dict.
+                body = raw_body(999, f"sub-{i:08d}")
+                token = f"{_TOKEN_PREFIX}{i:012d}"
+                await create_order(token, body, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
+
             async def full_prebuilt(i: int) -> None:
                 token = f"{_TOKEN_PREFIX}{i:012d}"
                 await create_order(token, prebuilt, idempotency_key=f"{_KEY_PREFIX}{i:012d}")
@@ -156,6 +165,7 @@ async def measure(
             fns: dict[str, Charge] = {
                 "raw": raw,
                 "full": full,
+                "full_mapping": full_mapping,
                 "raw_fixed_body": raw_fixed_body,
                 "full_prebuilt": full_prebuilt,
             }
@@ -217,6 +227,10 @@ async def measure(
         # baseline, so the machine's drift cancels; the medians' ratio is kept beside it.
         "ratio": paired("full", "raw"),
         "ratio_of_medians": ratio("full", "raw"),
+        "ratio_mapping": paired("full_mapping", "raw"),
+        "ratio_mapping_of_medians": ratio("full_mapping", "raw"),
+        # The mapping path against the model path (target: within 3 %).
+        "mapping_vs_model": paired("full_mapping", "full"),
         "ratio_prebuilt": paired("full_prebuilt", "raw_fixed_body"),
         "ratio_prebuilt_of_medians": ratio("full_prebuilt", "raw_fixed_body"),
         "ratio_vs_fixed_body": paired("full", "raw_fixed_body"),
@@ -249,6 +263,8 @@ def summary(result: dict[str, Any]) -> str:
     return (
         f"cpu: raw {m['raw']['cpu_us']:.1f} µs, full {m['full']['cpu_us']:.1f} µs per charge: "
         f"ratio {result['ratio']:.3f} (of medians {result['ratio_of_medians']:.3f}); "
+        f"mapping {m['full_mapping']['cpu_us']:.1f} µs: {result['ratio_mapping']:.3f}, "
+        f"{result['mapping_vs_model']:.3f} of the model path; "
         f"one body for all: raw {m['raw_fixed_body']['cpu_us']:.1f} µs, prebuilt request "
         f"{m['full_prebuilt']['cpu_us']:.1f} µs: {result['ratio_prebuilt']:.3f}; "
         f"full vs one raw body {result['ratio_vs_fixed_body']:.3f}"

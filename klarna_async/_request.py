@@ -21,7 +21,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -31,6 +31,7 @@ from klarna_async._errors import ClientClosedError
 from klarna_async._responses import api_error, decode_success
 from klarna_async._retry import (
     AttemptEvent,
+    InFlight,
     Retrier,
     RetryBudget,
     RetryPolicy,
@@ -57,6 +58,13 @@ __all__ = [
 
 T = TypeVar("T")
 logger = logging.getLogger("klarna_async")
+
+#: A call checked and ready to send (see :meth:`Requester.prepare`): the session, the endpoint,
+#: its path parameter, the URL, the headers, the idempotency key and the key it is remembered
+#: by. A plain tuple: a class's constructor would be Python code that every call pays for.
+Call: TypeAlias = tuple[
+    aiohttp.ClientSession, "Endpoint", str | None, URL, Mapping[str, str], str | None, str | None
+]
 
 #: Reads a success answer some other way than as a JSON model: ``(status, headers, body)`` in,
 #: a result out, or ``ResponseDecodeError`` (e.g. a capture's id from its ``Capture-Id`` header).
@@ -212,7 +220,10 @@ class Requester:
         self.headers = headers
         self.connection_limit = connection_limit
         self.policy = policy
-        self.retrier = Retrier(budget, on_attempt, closed=self._closed, cut_off=self._was_cut_off)
+        # The calls in flight, kept by the retry loop, so that close() can wait for them and
+        # cut off the rest.
+        self.in_flight = InFlight()
+        self.retrier = Retrier(budget, on_attempt, in_flight=self.in_flight)
         self.pacer = pacer
         self.check_amounts = check_amounts
         self.observer = observer
@@ -221,12 +232,6 @@ class Requester:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _State.UNOPENED
-        # The tasks now inside a call, with when each call's deadline ends (for close()); and
-        # those a close cut off (their cancellation is ours, not the caller's).
-        self._calls: dict[asyncio.Task[object], float] = {}
-        self._cut: set[asyncio.Task[object]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def state(self) -> str:
@@ -277,48 +282,37 @@ class Requester:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSING
-        loop = asyncio.get_running_loop()
+        in_flight = self.in_flight
         me = asyncio.current_task()
-        others = [task for task in self._calls if task is not me]
+        others = [task for task in in_flight.calls if task is not me]
         if others:
             if timeout is None:
-                timeout = max(self._calls[task] for task in others) - loop.time()
+                timeout = max(in_flight.calls[task] for task in others) - self.retrier.clock()
             try:
                 async with asyncio.timeout(max(timeout, 0.0)):
-                    await self._idle.wait()
+                    await in_flight.idle.wait()
             except TimeoutError:
                 pass
-            still = [task for task in self._calls if task is not me and not task.done()]
+            still = [task for task in in_flight.calls if task is not me and not task.done()]
             if still:
-                # CLOSED first: a call cut off must not start another attempt.
-                self._state = _State.CLOSED
+                # Closed first: a call cut off must not start another attempt.
+                in_flight.close()
                 logger.warning(
                     "KlarnaClient closing: cutting off %d calls still in flight; each ends as "
                     "OutcomeUnknownError if it may have acted",
                     len(still),
                 )
                 for task in still:
-                    self._cut.add(task)
+                    in_flight.cut.add(task)
                     task.cancel()
                 # Each cut-off call ends at once (the retry loop takes the cancellation back).
                 async with asyncio.timeout(5.0):
-                    await self._idle.wait()
+                    await in_flight.idle.wait()
+        in_flight.close()
         self._state = _State.CLOSED
         session, self._session = self._session, None
         if session is not None and self._borrowed is None:
             await session.close()
-
-    def _closed(self) -> bool:
-        # After close() has cut calls off (CLOSED), or the pool is gone: no further attempt.
-        return self._state is _State.CLOSED
-
-    def _was_cut_off(self) -> bool:
-        task = asyncio.current_task()
-        if task is None or task not in self._cut:
-            return False
-        self._cut.discard(task)
-        # Our cancellation taken back; if the caller cancelled too, theirs still stands.
-        return task.uncancel() == 0
 
     def _ready_session(self) -> aiohttp.ClientSession:
         if self._state is not _State.OPEN or self._session is None:
@@ -365,10 +359,10 @@ class Requester:
             memory_key = "token:" + hashlib.blake2b(param.encode(), digest_size=16).hexdigest()
         # Percent-encoded already (path_param): yarl need not quote it again.
         url = self.base.with_path(self._base_path + endpoint.path(param), encoded=True)
-        return Call(session, endpoint, param, url, headers, idempotency_key, memory_key)
+        return session, endpoint, param, url, headers, idempotency_key, memory_key
 
     @overload
-    async def send(
+    def send(
         self,
         call: Call,
         *,
@@ -376,10 +370,10 @@ class Requester:
         model: type[T] | Reader[T],
         retry: RetryPolicy | None = None,
         after_unknown: bool = False,
-    ) -> tuple[T, int]: ...
+    ) -> Awaitable[tuple[T, int]]: ...
 
     @overload
-    async def send(
+    def send(
         self,
         call: Call,
         *,
@@ -387,9 +381,9 @@ class Requester:
         model: None,
         retry: RetryPolicy | None = None,
         after_unknown: bool = False,
-    ) -> tuple[None, int]: ...
+    ) -> Awaitable[tuple[None, int]]: ...
 
-    async def send(
+    def send(
         self,
         call: Call,
         *,
@@ -397,17 +391,24 @@ class Requester:
         model: type[T] | Reader[T] | None,
         retry: RetryPolicy | None = None,
         after_unknown: bool = False,
-    ) -> tuple[T | None, int]:
-        """Send a prepared call with retries: its result (None when ``model`` is None) and the
-        number of attempts sent. ``body`` goes out unchanged on every attempt.
+    ) -> Awaitable[tuple[T | None, int]]:
+        """Send a prepared call with retries: await it for its result (None when ``model`` is
+        None) and the number of attempts sent. ``body`` goes out unchanged on every attempt.
 
         ``model`` is the class a 2xx JSON body decodes to, a :data:`Reader`, or None for an
-        answer without a body.
+        answer without a body. Not a coroutine itself: what it returns is ``Retrier.run``'s,
+        so a call's await chain is one frame shorter on every resume.
         """
         session, endpoint, param, url, headers, idempotency_key, memory_key = call
         method = endpoint.method
         policy = retry or self.policy
         pacer = self.pacer
+        transmit: Send = send_once
+        trace: CallObserver | None = None
+        if self.observer is not None:
+            # Telemetry sees the call from here to its end (see _traced).
+            trace = self.observer.call(endpoint, idempotency_key)
+            transmit = trace.transport(send_once)
 
         async def attempt(timeout: float) -> T | None:
             status, answer_headers, payload = await transmit(
@@ -423,47 +424,21 @@ class Requester:
                 return model(status, answer_headers, payload)
             raise api_error(status, answer_headers, payload)
 
-        task: asyncio.Task[object] | None = asyncio.current_task()
-        if task is not None:
-            if not self._calls:
-                self._idle.clear()
-            self._calls[task] = asyncio.get_running_loop().time() + policy.deadline
-        # Telemetry sees the call from here to its end (the try below always reaches it).
-        trace: CallObserver | None = None
-        transmit: Send = send_once
-        on_wait: Callable[[float, str, BaseException | None], None] | None = None
-        if self.observer is not None:
-            trace = self.observer.call(endpoint, idempotency_key)
-            transmit = trace.transport(send_once)
-            on_wait = trace.wait
-        try:
-            outcome = await self.retrier.run(
-                operation=endpoint.operation,
-                target=endpoint.describe(param),
-                safety=endpoint.safety,
-                policy=policy,
-                idempotency_key=idempotency_key,
-                attempt=attempt,
-                memory_key=memory_key,
-                after_unknown=after_unknown,
-                pacer=pacer,
-                on_wait=on_wait,
-            )
-        except BaseException as error:
-            if trace is not None:
-                trace.failed(error)
-            raise
-        finally:
-            if task is not None:
-                self._calls.pop(task, None)
-                if not self._calls:
-                    self._idle.set()
-        if trace is not None:
-            trace.succeeded(outcome[0])
-        return outcome
+        running = self.retrier.run(
+            endpoint,
+            param,
+            policy=policy,
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            memory_key=memory_key,
+            after_unknown=after_unknown,
+            pacer=pacer,
+            on_wait=trace.wait if trace is not None else None,
+        )
+        return running if trace is None else _traced(running, trace)
 
     @overload
-    async def request(
+    def request(
         self,
         endpoint: Endpoint,
         param: str | None,
@@ -473,10 +448,10 @@ class Requester:
         retry: RetryPolicy | None = None,
         idempotency_key: str | None = None,
         after_unknown: bool = False,
-    ) -> tuple[T, int]: ...
+    ) -> Awaitable[tuple[T, int]]: ...
 
     @overload
-    async def request(
+    def request(
         self,
         endpoint: Endpoint,
         param: str | None,
@@ -486,9 +461,9 @@ class Requester:
         retry: RetryPolicy | None = None,
         idempotency_key: str | None = None,
         after_unknown: bool = False,
-    ) -> tuple[None, int]: ...
+    ) -> Awaitable[tuple[None, int]]: ...
 
-    async def request(
+    def request(
         self,
         endpoint: Endpoint,
         param: str | None,
@@ -498,24 +473,22 @@ class Requester:
         retry: RetryPolicy | None = None,
         idempotency_key: str | None = None,
         after_unknown: bool = False,
-    ) -> tuple[T | None, int]:
-        """:meth:`prepare` and :meth:`send` in one: what every resource method calls."""
+    ) -> Awaitable[tuple[T | None, int]]:
+        """:meth:`prepare` and :meth:`send` in one, to await: what every resource calls. The
+        checks of :meth:`prepare` raise here, before anything is awaited or sent."""
         call = self.prepare(endpoint, param, idempotency_key)
-        return await self.send(
-            call, body=body, model=model, retry=retry, after_unknown=after_unknown
-        )
+        return self.send(call, body=body, model=model, retry=retry, after_unknown=after_unknown)
 
 
-class Call(NamedTuple):
-    """A call checked and ready to send (see :meth:`Requester.prepare`)."""
-
-    session: aiohttp.ClientSession
-    endpoint: Endpoint
-    param: str | None
-    url: URL
-    headers: Mapping[str, str]
-    idempotency_key: str | None
-    memory_key: str | None
+async def _traced(running: Awaitable[tuple[T, int]], trace: CallObserver) -> tuple[T, int]:
+    """A call under telemetry: its end, success or error, is reported once."""
+    try:
+        outcome = await running
+    except BaseException as error:
+        trace.failed(error)
+        raise
+    trace.succeeded(outcome[0])
+    return outcome
 
 
 def _observe(pacer: Pacer, status: int, headers: Mapping[str, str]) -> None:

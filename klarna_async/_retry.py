@@ -51,7 +51,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 import backoff
@@ -75,6 +75,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AttemptEvent",
     "Decision",
+    "InFlight",
+    "Operation",
     "Retrier",
     "RetryBudget",
     "RetryPolicy",
@@ -282,6 +284,10 @@ class UnknownOutcomes:
         self.clock = clock
         self._since: collections.OrderedDict[str, float] = collections.OrderedDict()
 
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` is remembered (and within its window); cheap when none is."""
+        return bool(self._since) and key in self
+
     def __contains__(self, key: str) -> bool:
         since = self._since.get(key)
         if since is None:
@@ -342,13 +348,56 @@ def _describe(error: BaseException) -> str:
     return f"unexpected {type(error).__name__}"
 
 
-class Retrier:
-    """Runs one call's attempts under a policy, the client's budget, pacer and deadline.
+class Operation(Protocol):
+    """What the loop needs to know of an operation (``_request.Endpoint`` is one)."""
 
-    ``closed`` tells whether the client is closed (no new attempt then); ``cut_off`` is asked
-    when an attempt is cancelled: True when the client's close cut this call off (it has then
-    taken the cancellation back), False when the caller cancelled.
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def safety(self) -> Safety: ...
+
+    def describe(self, param: str | None) -> str:
+        """The call as logs may name it (tokens masked)."""
+        ...
+
+
+class InFlight:
+    """The calls of one client now running, so that closing can wait for them, then cut off
+    the rest (rule 4: a call cut off ends unknown if it may have acted, never "not done").
+
+    ``calls`` maps each task inside a call to when that call's deadline ends (on the retrier's
+    clock); after :meth:`close` no call starts another attempt; ``cut`` holds the tasks a
+    close cancelled.
     """
+
+    def __init__(self) -> None:
+        self.calls: dict[asyncio.Task[Any], float] = {}
+        self.cut: set[asyncio.Task[Any]] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._closed = False
+
+    def close(self) -> None:
+        """No call starts another attempt from now on."""
+        self._closed = True
+
+    def closed(self) -> bool:
+        return self._closed
+
+    def was_cut_off(self) -> bool:
+        """Asked on a cancellation: True when close() cut this call off (the cancellation is
+        then taken back), False when someone else cancelled (it goes on up)."""
+        task = asyncio.current_task()
+        if task is None or task not in self.cut:
+            return False
+        self.cut.discard(task)
+        return task.uncancel() == 0
+
+
+class Retrier:
+    """Runs one call's attempts under a policy, the client's budget, pacer and deadline, and
+    keeps the client's :class:`InFlight` record of running calls."""
 
     def __init__(
         self,
@@ -358,23 +407,20 @@ class Retrier:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         unknown: UnknownOutcomes | None = None,
-        closed: Callable[[], bool] = lambda: False,
-        cut_off: Callable[[], bool] = lambda: False,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.budget = budget
         self.on_attempt = on_attempt
         self._sleep = sleep
         self.clock = clock
         self.unknown = unknown if unknown is not None else UnknownOutcomes(clock=clock)
-        self._closed = closed
-        self._cut_off = cut_off
+        self.in_flight = in_flight if in_flight is not None else InFlight()
 
     async def run(
         self,
+        endpoint: Operation,
+        param: str | None,
         *,
-        operation: str,
-        target: str,
-        safety: Safety,
         policy: RetryPolicy,
         idempotency_key: str | None,
         attempt: Callable[[float], Awaitable[T]],
@@ -386,9 +432,10 @@ class Retrier:
         """Call ``attempt(timeout)`` until it returns; give its result and the attempts sent.
 
         ``attempt`` sends one request and returns the decoded result or raises that attempt's
-        error. ``target`` names the call in logs (tokens already masked). ``memory_key`` is what
-        this write is remembered by when it ends unknown (the idempotency key, or a hash of a
-        single-use token); ``after_unknown`` says an earlier call with it may have acted.
+        error. ``endpoint`` and ``param`` name the call (in logs: ``endpoint.describe(param)``,
+        tokens masked). ``memory_key`` is what this write is remembered by when it ends
+        unknown (the idempotency key, or a hash of a single-use token); ``after_unknown`` says
+        an earlier call with it may have acted.
 
         ``on_wait(seconds, reason, error)`` (telemetry; it must not raise) hears of every wait:
         ``"client_rate_limit"`` after the pacer held an attempt back (``error`` None), and
@@ -397,162 +444,185 @@ class Retrier:
         """
         clock = self.clock
         start = clock()
-        if self.budget is not None:
-            self.budget.record_call()
         deadline_at = start + policy.deadline
-        write = safety is not Safety.READ
-        # Rule 5: a re-drive of a write that ended unknown starts as "may have acted".
-        acted = write and (after_unknown or (memory_key is not None and memory_key in self.unknown))
-        records: list[AttemptRecord] = []
-        next_delay: Callable[[], float] | None = None
-        sent = 0
-        error: BaseException
-        while True:
-            # Not one more attempt once the client is closed (nothing of it would be sent).
-            if self._closed():
-                error = ClientClosedError("the client was closed; this attempt was not sent")
-                break
-            if pacer is not None:
-                try:
-                    waited = await pacer.acquire(deadline_at - clock())
-                except asyncio.CancelledError:
-                    if not self._cut_off():
-                        raise
+        in_flight = self.in_flight
+        calls = in_flight.calls
+        task = asyncio.current_task()
+        if task is not None:
+            if not calls:
+                in_flight.idle.clear()
+            calls[task] = deadline_at
+        try:
+            if self.budget is not None:
+                self.budget.record_call()
+            operation = endpoint.operation
+            safety = endpoint.safety
+            write = safety is not Safety.READ
+            # Rule 5: a re-drive of a write that ended unknown starts as "may have acted".
+            acted = write and (
+                after_unknown or (memory_key is not None and self.unknown.holds(memory_key))
+            )
+            records: list[AttemptRecord] = []
+            next_delay: Callable[[], float] | None = None
+            sent = 0
+            error: BaseException
+            while True:
+                # Not one more attempt once the client is closed (nothing of it would be sent).
+                if in_flight.closed():
                     error = ClientClosedError("the client was closed; this attempt was not sent")
                     break
-                except Exception as exc:  # a broken pacer: nothing was sent
-                    error = exc
-                    break
-                if waited is None:
-                    error = DeadlineExceededError(
-                        f"the rate limiter's next turn is past the call's {policy.deadline:g} s "
-                        "deadline; this attempt was not sent"
-                    )
-                    break
-                if on_wait is not None and waited > 0:
-                    on_wait(waited, "client_rate_limit", None)
-            timeout = min(policy.attempt_timeout, deadline_at - clock())
-            sent += 1
-            began = clock()
-            try:
-                result = await attempt(timeout)
-            except asyncio.CancelledError:
-                if not self._cut_off():
-                    if write:
-                        logger.warning(
-                            "%s cancelled during attempt %d; Klarna may have acted "
-                            "(idempotency_key=%s)",
-                            target,
-                            sent,
-                            idempotency_key,
+                if pacer is not None:
+                    try:
+                        waited = await pacer.acquire(deadline_at - clock())
+                    except asyncio.CancelledError:
+                        if not in_flight.was_cut_off():
+                            raise
+                        error = ClientClosedError(
+                            "the client was closed; this attempt was not sent"
                         )
-                    raise
-                error = TransportError("the client was closed during this attempt")
-            except Exception as exc:  # classified: rule 3, "unforeseen"
-                error = exc
-            else:
-                if memory_key is not None and acted:
-                    self.unknown.forget(memory_key)  # settled: rule 5
+                        break
+                    except Exception as exc:  # a broken pacer: nothing was sent
+                        error = exc
+                        break
+                    if waited is None:
+                        error = DeadlineExceededError(
+                            "the rate limiter's next turn is past the call's "
+                            f"{policy.deadline:g} s deadline; this attempt was not sent"
+                        )
+                        break
+                    if on_wait is not None and waited > 0:
+                        on_wait(waited, "client_rate_limit", None)
+                timeout = min(policy.attempt_timeout, deadline_at - clock())
+                sent += 1
+                began = clock()
+                try:
+                    result = await attempt(timeout)
+                except asyncio.CancelledError:
+                    if not in_flight.was_cut_off():
+                        if write:
+                            logger.warning(
+                                "%s cancelled during attempt %d; Klarna may have acted "
+                                "(idempotency_key=%s)",
+                                endpoint.describe(param),
+                                sent,
+                                idempotency_key,
+                            )
+                        raise
+                    error = TransportError("the client was closed during this attempt")
+                except Exception as exc:  # classified: rule 3, "unforeseen"
+                    error = exc
+                else:
+                    if acted and memory_key is not None:
+                        self.unknown.forget(memory_key)  # settled: rule 5
+                    if self.on_attempt is not None:
+                        elapsed = clock() - began
+                        self._emit(
+                            operation, sent, policy, "ok", None, elapsed, None, idempotency_key
+                        )
+                    if sent > 1 and logger.isEnabledFor(logging.INFO):
+                        logger.info("%s succeeded on attempt %d", endpoint.describe(param), sent)
+                    return result, sent
+
+                elapsed = clock() - began
+                decision = classify(error, safety)
+                acted = acted or (write and decision.maybe_acted)
+                outcome = _describe(error)
+                correlation_id = getattr(error, "correlation_id", None)
+                records.append(
+                    AttemptRecord(sent, outcome, decision.maybe_acted, correlation_id, elapsed)
+                )
+                if not decision.retry:
+                    self._emit_final(operation, sent, policy, error, elapsed, idempotency_key)
+                    break
+
+                # A transient fault: wait and try again, if the policy, deadline and budget allow.
+                reason = None
+                delay = 0.0
+                reset: float | None = None
+                if sent >= policy.max_attempts:
+                    reason = f"no attempts left ({policy.max_attempts})"
+                elif in_flight.closed():
+                    reason = "the client is closed"
+                else:
+                    if next_delay is None:
+                        next_delay = policy.delays()
+                    delay = next_delay()
+                    reset = error.reset if isinstance(error, RateLimitedError) else None
+                    if reset is not None:
+                        # The server said when; jitter on top so waiting callers do not wake as one.
+                        delay = min(reset, MAX_PAUSE) + random.uniform(
+                            0, max(policy.initial_delay, 0.05)
+                        )
+                    if clock() + delay >= deadline_at - 0.001:
+                        reason = f"the {policy.deadline:g} s deadline leaves no room for a retry"
+                    elif self.budget is not None and not self.budget.try_spend():
+                        reason = "the client's retry budget is spent"
+                if reason is not None:
+                    self._emit_final(operation, sent, policy, error, elapsed, idempotency_key)
+                    if logger.isEnabledFor(logging.WARNING):
+                        logger.warning(
+                            "%s giving up after attempt %d/%d (%s): %s, idempotency_key=%s, "
+                            "correlation_id=%s",
+                            endpoint.describe(param),
+                            sent,
+                            policy.max_attempts,
+                            outcome,
+                            reason,
+                            idempotency_key,
+                            correlation_id,
+                        )
+                    break
                 if self.on_attempt is not None:
-                    elapsed = clock() - began
-                    self._emit(operation, sent, policy, "ok", None, elapsed, None, idempotency_key)
-                if sent > 1 and logger.isEnabledFor(logging.INFO):
-                    logger.info("%s succeeded on attempt %d", target, sent)
-                return result, sent
-
-            elapsed = clock() - began
-            decision = classify(error, safety)
-            acted = acted or (write and decision.maybe_acted)
-            outcome = _describe(error)
-            correlation_id = getattr(error, "correlation_id", None)
-            records.append(
-                AttemptRecord(sent, outcome, decision.maybe_acted, correlation_id, elapsed)
-            )
-            if not decision.retry:
-                self._emit_final(operation, sent, policy, error, elapsed, idempotency_key)
-                break
-
-            # A transient fault: wait and try again, if the policy, deadline and budget allow.
-            reason = None
-            delay = 0.0
-            reset: float | None = None
-            if sent >= policy.max_attempts:
-                reason = f"no attempts left ({policy.max_attempts})"
-            elif self._closed():
-                reason = "the client is closed"
-            else:
-                if next_delay is None:
-                    next_delay = policy.delays()
-                delay = next_delay()
-                reset = error.reset if isinstance(error, RateLimitedError) else None
-                if reset is not None:
-                    # The server said when; jitter on top so waiting callers do not wake as one.
-                    delay = min(reset, MAX_PAUSE) + random.uniform(
-                        0, max(policy.initial_delay, 0.05)
-                    )
-                if clock() + delay >= deadline_at - 0.001:
-                    reason = f"the {policy.deadline:g} s deadline leaves no room for a retry"
-                elif self.budget is not None and not self.budget.try_spend():
-                    reason = "the client's retry budget is spent"
-            if reason is not None:
-                self._emit_final(operation, sent, policy, error, elapsed, idempotency_key)
-                if logger.isEnabledFor(logging.WARNING):
-                    logger.warning(
-                        "%s giving up after attempt %d/%d (%s): %s, idempotency_key=%s, "
-                        "correlation_id=%s",
-                        target,
+                    status = getattr(error, "status", None)
+                    self._emit(
+                        operation,
                         sent,
-                        policy.max_attempts,
+                        policy,
                         outcome,
-                        reason,
+                        status,
+                        elapsed,
+                        delay,
                         idempotency_key,
                         correlation_id,
                     )
-                break
-            if self.on_attempt is not None:
-                status = getattr(error, "status", None)
-                self._emit(
-                    operation,
-                    sent,
-                    policy,
-                    outcome,
-                    status,
-                    elapsed,
-                    delay,
-                    idempotency_key,
-                    correlation_id,
-                )
-            if logger.isEnabledFor(logging.WARNING):
-                logger.warning(
-                    "%s attempt %d/%d failed (%s); retrying in %.2f s, idempotency_key=%s, "
-                    "correlation_id=%s",
-                    target,
-                    sent,
-                    policy.max_attempts,
-                    outcome,
-                    delay,
-                    idempotency_key,
-                    correlation_id,
-                )
-            if on_wait is not None:
-                on_wait(delay, "backoff" if reset is None else "server_rate_limit", error)
-            try:
-                await self._sleep(delay)
-            except asyncio.CancelledError:
-                if not self._cut_off():
-                    raise
-                error = ClientClosedError("the client was closed; the next attempt was not sent")
-                break
+                if logger.isEnabledFor(logging.WARNING):
+                    logger.warning(
+                        "%s attempt %d/%d failed (%s); retrying in %.2f s, idempotency_key=%s, "
+                        "correlation_id=%s",
+                        endpoint.describe(param),
+                        sent,
+                        policy.max_attempts,
+                        outcome,
+                        delay,
+                        idempotency_key,
+                        correlation_id,
+                    )
+                if on_wait is not None:
+                    on_wait(delay, "backoff" if reset is None else "server_rate_limit", error)
+                try:
+                    await self._sleep(delay)
+                except asyncio.CancelledError:
+                    if not in_flight.was_cut_off():
+                        raise
+                    error = ClientClosedError(
+                        "the client was closed; the next attempt was not sent"
+                    )
+                    break
 
-        # The end (rule 4). Raised here, outside any `except`, so that no exception below us
-        # (aiohttp's, with every request header in it) becomes our error's __context__.
-        if acted:
-            if memory_key is not None:
-                self.unknown.remember(memory_key)
-            raise self._unknown(operation, idempotency_key, records, error)
-        if isinstance(error, KlarnaError):
-            _stamp(error, operation, idempotency_key, sent)
-        raise error
+            # The end (rule 4). Raised here, outside any `except`, so that no exception below us
+            # (aiohttp's, with every request header in it) becomes our error's __context__.
+            if acted:
+                if memory_key is not None:
+                    self.unknown.remember(memory_key)
+                raise self._unknown(operation, idempotency_key, records, error)
+            if isinstance(error, KlarnaError):
+                _stamp(error, operation, idempotency_key, sent)
+            raise error
+        finally:
+            if task is not None:
+                del calls[task]
+                if not calls:
+                    in_flight.idle.set()
 
     def _emit(
         self,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import pytest
 
 from klarna_async import (
@@ -38,6 +39,7 @@ from klarna_async._errors import error_class_for
 from klarna_async._retry import (
     AttemptEvent,
     Decision,
+    InFlight,
     Retrier,
     Safety,
     UnknownOutcomes,
@@ -97,6 +99,17 @@ def retrier(
     return Retrier(budget, on_attempt, sleep=time.sleep, clock=time.clock, **options)
 
 
+@attrs.frozen
+class Op:
+    """An operation as the retry loop sees it (``_request.Endpoint`` in the client)."""
+
+    safety: Safety
+    operation: str = "customer_tokens.create_order"
+
+    def describe(self, param: str | None) -> str:
+        return f"op {mask_token(param or '')}"
+
+
 async def run(
     r: Retrier,
     attempt,
@@ -106,9 +119,8 @@ async def run(
     **options: Any,
 ):
     return await r.run(
-        operation="customer_tokens.create_order",
-        target="op ****abcd",
-        safety=safety,
+        Op(safety),
+        "0b1d9815-165e-42e2-8867-35bc0378abcd",
         policy=policy or RetryPolicy(),
         idempotency_key=key,
         attempt=attempt,
@@ -626,26 +638,42 @@ class TestOutcomeModel:
             await run(retrier(time), script([TransportError("lost"), "ok"]), pacer=Once())
 
     async def test_a_closed_client_sends_no_further_attempt(self):
-        """Closed after a 503: not sent again, and 'not charged' is proven (ClientClosedError);
+        """Closed after a 503: not sent again, and 'not charged' is proven (the 503);
         closed after a lost answer: unknown."""
         time = FakeTime()
-        closed = {"now": False}
+        in_flight = InFlight()
 
         async def attempt(timeout: float) -> object:
-            closed["now"] = True
+            in_flight.close()
             raise api(ServiceUnavailableError, 503, "SERVICE_UNAVAILABLE")
 
-        r = retrier(time, closed=lambda: closed["now"])
         with pytest.raises(ServiceUnavailableError):
-            await run(r, attempt)
-        closed["now"] = False
+            await run(retrier(time, in_flight=in_flight), attempt)
+
+        in_flight = InFlight()
 
         async def lost(timeout: float) -> object:
-            closed["now"] = True
+            in_flight.close()
             raise TransportError("lost")
 
         with pytest.raises(OutcomeUnknownError):
-            await run(r, lost, key="key-2")
+            await run(retrier(time, in_flight=in_flight), lost, key="key-2")
+
+    async def test_a_call_is_in_flight_until_it_ends(self):
+        """The loop keeps the client's record of running calls: close() relies on it."""
+        time = FakeTime()
+        in_flight = InFlight()
+        seen: list[int] = []
+
+        async def attempt(timeout: float) -> object:
+            seen.append(len(in_flight.calls))
+            assert not in_flight.idle.is_set()
+            return "ok"
+
+        await run(retrier(time, in_flight=in_flight), attempt)
+        assert [1] == seen
+        assert {} == in_flight.calls
+        assert in_flight.idle.is_set()
 
     async def test_first_attempt_success_reaches_on_attempt(self):
         """A call that succeeds at once still emits its one event (metrics count it)."""
