@@ -69,7 +69,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -150,7 +150,8 @@ LABELS = ("placed", "declined", "retryable", "unknown", IN_FLIGHT, INVALID)
 # One journal write, atomic. KEYS: journal (charge id -> record), labels (charge id -> label),
 # counts (label -> records). ARGV: field, mode, expected record ('' for none), new record, its
 # label. Modes:
-#   claim   - write only if the record is still `expected` (compare and set);
+#   claim   - write only if the record is still `expected` (compare and set), and never over
+#             a placed one;
 #   settle  - write if the record is still `expected` (the writer's own claim); otherwise only
 #             if the new label outranks the current one (see rank);
 #   unclaim - (a claim never sent) put the record back as it was, if the claim is still there
@@ -165,7 +166,9 @@ local current = redis.call('HGET', KEYS[1], field)
 local old = redis.call('HGET', KEYS[2], field)
 local mine = (current or '') == expected
 local write = false
-if mode == 'claim' or mode == 'unclaim' then
+if mode == 'claim' then
+  write = mine and old ~= 'placed'
+elseif mode == 'unclaim' then
   write = mine
 elseif mode == 'settle' then
   write = mine or (rank[label] or 0) > (rank[old] or 0)
@@ -493,13 +496,13 @@ async def enqueue(options: EnqueueOptions, *, out: IO[str], err: IO[str]) -> Enq
                 )
             namespace = meta.get("namespace", namespace)
             generation = int(meta.get("generation", "0"))
-            pending = int(meta.get("shards", "0")) - await redis.scard(keys.done(generation))
-            if pending > 0:
-                raise QueueError(
-                    f"run {options.run!r} still has {pending} shard(s) of generation "
-                    f"{generation} pending: let the workers finish (klarna-async status --wait) "
-                    "before resuming"
-                )
+            pending = [
+                shard
+                for shard in range(int(meta.get("shards", "0")))
+                if not await redis.sismember(keys.done(generation), str(shard))
+            ]
+            if pending:
+                return await _requeue(options, redis, keys, generation, pending, out)
         generation = int(meta.get("generation", "0")) + 1
         report = EnqueueReport(options.run, generation)
         journal = Journal(redis, keys)
@@ -523,7 +526,7 @@ async def enqueue(options: EnqueueOptions, *, out: IO[str], err: IO[str]) -> Enq
             mapping["created_at"] = mapping["enqueued_at"]
         await redis.hset(keys.meta, mapping=mapping)  # type: ignore[arg-type]
         await redis.zadd(keys.runs, {options.run: started})
-        await _kick(options.queue, keys, options.run, generation, shards)
+        await _kick(options.queue, keys, options.run, generation, range(shards))
         report.shards = shards
     finally:
         await redis.aclose()
@@ -619,7 +622,38 @@ async def _journal_bad_line(journal: Journal, bad: BadLine, err: IO[str]) -> Non
     print(f"line {bad.number}: invalid, not sent: {bad.problem}{note}", file=err)
 
 
-async def _kick(url: str, keys: Keys, run: str, generation: int, shards: int) -> None:
+async def _requeue(
+    options: EnqueueOptions,
+    redis: redis.asyncio.Redis,
+    keys: Keys,
+    generation: int,
+    pending: list[int],
+    out: IO[str],
+) -> EnqueueReport:
+    """A resume while shards are pending: refused while a live worker runs one; else their
+    tasks were lost (an enqueue killed before it had sent them all, a Redis that lost them) or
+    wait for a worker, and enqueuing them again is safe: a worker drops a shard that is done,
+    and the journal skips what is settled."""
+    report = await read_status(redis, keys)
+    live = set(report.live_workers)
+    running = [item for item in report.running if item.get("worker") in live]
+    if running:
+        raise QueueError(
+            f"run {options.run!r} still has {len(pending)} shard(s) of generation {generation} "
+            f"pending, {len(running)} running on live workers: let them finish "
+            "(klarna-async status --wait) before resuming"
+        )
+    await _kick(options.queue, keys, options.run, generation, pending)
+    print(
+        f"run {options.run} (generation {generation}): {len(pending)} pending shard(s), none "
+        "running on a live worker, enqueued again (a shard done meanwhile is dropped, and "
+        "settled charges are skipped); resume again once they are done",
+        file=out,
+    )
+    return EnqueueReport(options.run, generation, shards=len(pending))
+
+
+async def _kick(url: str, keys: Keys, run: str, generation: int, shards: Iterable[int]) -> None:
     broker = make_broker(url, keys.prefix, consumer_name=f"enqueue-{uuid.uuid4().hex[:8]}")
     from taskiq.kicker import AsyncKicker
 
@@ -628,7 +662,7 @@ async def _kick(url: str, keys: Keys, run: str, generation: int, shards: int) ->
     # enqueued before the first worker starts is missed.
     await broker.startup()
     try:
-        for shard in range(shards):
+        for shard in shards:
             await kicker.kiq(run, generation, shard)
     finally:
         await broker.shutdown()
@@ -965,7 +999,8 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await keeper
         if complete:
-            # Not acknowledged: delivered again after the idle timeout, then dropped as done.
+            # An ack that cannot reach Redis: the task comes again after the idle timeout, and
+            # is dropped as done.
             with contextlib.suppress(_JournalUnavailable):
                 await self.patiently("acknowledging a shard", context.ack)
             return "done"
@@ -1358,13 +1393,6 @@ async def run_worker(options: WorkerOptions) -> int:
             heartbeat = asyncio.create_task(_heartbeat(worker), name="klarna_async heartbeat")
             stack.push_async_callback(_cancel, heartbeat)
             stack.push_async_callback(broker.shutdown)
-            receiver = Receiver(
-                broker,
-                max_async_tasks=options.shards_at_once,
-                max_prefetch=0,
-                ack_type=AcknowledgeType.MANUAL,
-                run_startup=True,
-            )
             logger.info(
                 "worker %s serving %s (%d charges in flight at most, %s)",
                 options.name,
@@ -1372,8 +1400,26 @@ async def run_worker(options: WorkerOptions) -> int:
                 options.concurrency,
                 _pace_text(options, limiter),
             )
-            listening = asyncio.create_task(receiver.listen(worker.stop))
-            await listening
+            while True:
+                receiver = Receiver(
+                    broker,
+                    max_async_tasks=options.shards_at_once,
+                    max_prefetch=0,
+                    ack_type=AcknowledgeType.MANUAL,
+                    run_startup=True,
+                )
+                try:
+                    await receiver.listen(worker.stop)
+                except Exception as error:  # Redis gone while the receiver started, say
+                    if worker.stop.is_set():
+                        break
+                    logger.warning(
+                        "the receiver stopped (%s); starting it again in 1 s",
+                        type(error).__name__,
+                    )
+                    await asyncio.sleep(1.0)
+                    continue
+                break
         return EXIT_AUTH if worker.auth_refused else EXIT_OK
     finally:
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -1421,10 +1467,13 @@ def _pace_text(options: WorkerOptions, limiter: RedisRateLimiter | None) -> str:
 
 
 async def _heartbeat(worker: Worker) -> None:
+    """This worker is live (for ``status``); workers silent for a day are forgotten."""
     workers = Keys(worker.options.prefix).workers
     while True:
         with contextlib.suppress(Exception):  # an outage: the next beat tries again
-            await worker.redis.zadd(workers, {worker.options.name: time.time()})
+            moment = time.time()
+            await worker.redis.zadd(workers, {worker.options.name: moment})
+            await worker.redis.zremrangebyscore(workers, "-inf", moment - 86400)
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 
