@@ -953,6 +953,7 @@ class Worker:
             try:
                 result = await make()
             except errors as error:
+                logger.debug("Redis: %s while %s", error, what)
                 if self._down_since is None:
                     self._down_since = time.monotonic()
                     logger.warning(
@@ -1012,7 +1013,9 @@ class Worker:
         return "not finished"
 
     async def _keep(self, delivery: _Delivery) -> None:
-        every = max(self.options.idle_timeout / 4, 0.2)
+        # Four times per idle timeout (the broker's, in ms): a live worker's task never looks
+        # abandoned to workers with the same --idle-timeout.
+        every = max(self.broker.idle_timeout / 4000, 0.05)
         while True:
             await asyncio.sleep(every)
             with contextlib.suppress(Exception):  # an outage: the next turn tries again

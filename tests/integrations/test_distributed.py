@@ -422,6 +422,9 @@ async def test_a_redrive_settles_only_on_success(
         assert "in_flight" not in record
         assert stamp(since) == record["first_attempt_at"]
         assert Action.REDRIVE == plan(record)
+    # The re-drive told the client so (after_unknown): the client's own verdict is unknown.
+    assert "OutcomeUnknownError" == found["sub-0:2026-11"]["error_type"]
+    # A re-drive refused before sending cannot settle it either.
     assert "may have been placed by an earlier attempt" in found["sub-1:2026-11"]["error"]
     assert 3 == report.exit_code()
 
@@ -608,6 +611,57 @@ async def test_the_broker_hands_an_abandoned_shard_on_even_when_the_queue_is_emp
             assert 0 == await client.xlen(dist.Keys(prefix).stream)
     finally:
         for each in (sender, first, second):
+            await each.shutdown()
+
+
+async def test_a_live_worker_keeps_its_shard_past_the_idle_timeout(
+    dist: Any, redis_url: str, prefix: str, tmp_path: Path, fake: Any
+) -> None:
+    """A shard that takes longer than the idle timeout is not handed to another worker while
+    its worker is alive; once done it is acknowledged and gone from the stream."""
+    from klarna_async.testing import Fault
+
+    source = write_input(tmp_path / "in.jsonl", 8)
+    await enqueue(dist, redis_url, prefix, source, shard_size=8)
+
+    def broker(name: str) -> Any:
+        return dist.make_broker(redis_url, prefix, consumer_name=name, idle_timeout=0.3, block=0.1)
+
+    mine, other = broker("mine"), broker("other")
+    for each in (mine, other):
+        await each.startup()
+    try:
+        message = await asyncio.wait_for(anext(mine.listen()), 5)
+        task_id = mine.formatter.loads(message.data).task_id
+
+        class Context:
+            class message:  # what taskiq's Context looks like
+                pass
+
+            async def ack(self) -> None:
+                await message.ack()
+
+        context = Context()
+        context.message.task_id = task_id  # type: ignore[attr-defined]
+        fake.faults.script("customer_tokens.create_order", [Fault.LATENCY] * 8, latency_seconds=0.2)
+        async with worker_against(dist, redis_url, prefix, fake) as worker:
+            worker.broker = mine
+            worker.lanes = 1  # eight charges one after the other: 1.6 s, past the idle 0.3 s
+            running = asyncio.create_task(worker.run_shard("r", 1, 0, context))
+            stolen = asyncio.create_task(anext(other.listen()))
+            done, _ = await asyncio.wait(
+                {running, stolen}, timeout=15, return_when="FIRST_COMPLETED"
+            )
+            assert {running} == done, "another worker took the shard of a live one"
+            assert "done" == running.result()
+            stolen.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stolen
+        async with redis_client(redis_url) as client:
+            assert 0 == await client.xlen(dist.Keys(prefix).stream)
+        assert 8 == len(fake.ledger.orders)
+    finally:
+        for each in (mine, other):
             await each.shutdown()
 
 
