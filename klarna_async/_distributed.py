@@ -753,13 +753,16 @@ def make_broker(
                 socket_connect_timeout=2.0,
             )
             self.deliveries: dict[str, _Delivery] = {}
+            #: Set when the worker stops: the listen loop ends (it does not rely on the
+            #: receiver's cancellation alone, see stop_task).
+            self.closing = False
 
         async def listen(self) -> AsyncGenerator[Any, None]:
             down_since: float | None = None
-            while True:
+            while not self.closing:
                 try:
                     async with Redis(connection_pool=self.connection_pool) as conn:
-                        while True:
+                        while not self.closing:
                             found = await self._abandoned(conn)
                             redelivered = found is not None
                             if found is None:
@@ -771,8 +774,12 @@ def make_broker(
                                     time.monotonic() - down_since,
                                 )
                                 down_since = None
-                            if found is not None:
-                                yield self._ackable(*found, redelivered=redelivered)
+                            if found is None:
+                                continue
+                            if self.is_closing():  # taken as the worker stops: for another
+                                await self._give_back(conn, found[0])
+                                return
+                            yield self._ackable(*found, redelivered=redelivered)
                 except errors as error:
                     if down_since is None:
                         down_since = time.monotonic()
@@ -782,6 +789,23 @@ def make_broker(
                             type(error).__name__,
                         )
                     await asyncio.sleep(1.0)
+
+        def is_closing(self) -> bool:
+            # (A method: the flag may change at any await.)
+            return self.closing
+
+        async def _give_back(self, conn: Any, message_id: bytes) -> None:
+            """Make a task this worker took but will not run claimable by others at once."""
+            with contextlib.suppress(*errors):
+                await conn.xclaim(
+                    self.queue_name,
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    min_idle_time=0,
+                    message_ids=[message_id],
+                    idle=self.idle_timeout,
+                    justid=True,
+                )
 
         async def _next(self, conn: Any) -> tuple[bytes, bytes] | None:
             fetched = await conn.xreadgroup(
@@ -851,15 +875,7 @@ def make_broker(
         async def release(self, delivery: _Delivery) -> None:
             """Let another worker take the task at once (this one stops before finishing)."""
             async with Redis(connection_pool=self.connection_pool) as conn:
-                await conn.xclaim(
-                    delivery.stream,
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    min_idle_time=0,
-                    message_ids=[delivery.message_id],
-                    idle=self.idle_timeout,
-                    justid=True,
-                )
+                await self._give_back(conn, delivery.message_id)
 
     return ShardBroker()
 
@@ -996,9 +1012,7 @@ class Worker:
             logger.exception("shard %d of run %s failed; it will be delivered again", shard, run)
         finally:
             if keeper is not None:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                await stop_task(keeper)
         if complete:
             # An ack that cannot reach Redis: the task comes again after the idle timeout, and
             # is dropped as done.
@@ -1088,6 +1102,13 @@ class Worker:
     def stopped(self) -> bool:
         return self.stopping
 
+    def begin_stopping(self) -> None:
+        """No new charge, no new shard: running shards end after their charges in flight."""
+        self.stopping = True
+        if self.broker is not None:
+            self.broker.closing = True
+        self.stop.set()
+
     def refused_credentials(self) -> None:
         if not self.auth_refused:
             self.auth_refused = True
@@ -1096,8 +1117,7 @@ class Worker:
                 "KLARNA_PASSWORD, KLARNA_REGION and KLARNA_ENVIRONMENT. This worker stops; its "
                 "shard goes back to the queue for the others (nothing was charged with them)."
             )
-        self.stopping = True
-        self.stop.set()
+        self.begin_stopping()
 
 
 class _ShardRun:
@@ -1354,8 +1374,7 @@ async def run_worker(options: WorkerOptions) -> int:
                 "stopping: no new charge is sent; those in flight finish and are journaled "
                 "(again to cancel them: their records say 'in flight', re-driven later)"
             )
-            worker.stopping = True
-            worker.stop.set()
+            worker.begin_stopping()
         elif main_task is not None:
             main_task.cancel()
 
@@ -1394,7 +1413,7 @@ async def run_worker(options: WorkerOptions) -> int:
             worker.broker = broker
             _register_task(broker, worker)
             heartbeat = asyncio.create_task(_heartbeat(worker), name="klarna_async heartbeat")
-            stack.push_async_callback(_cancel, heartbeat)
+            stack.push_async_callback(stop_task, heartbeat)
             stack.push_async_callback(broker.shutdown)
             logger.info(
                 "worker %s serving %s (%d charges in flight at most, %s)",
@@ -1480,10 +1499,19 @@ async def _heartbeat(worker: Worker) -> None:
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again while it goes on.
+
+    Once is not enough: on Python 3.11, ``asyncio.wait_for`` (which redis-py uses for its socket
+    timeouts) swallows a cancellation that lands just as the call it waits for completes, and
+    the task carries on as if nothing happened (a loop of Redis calls, cancelled once, was seen
+    to go on in about one case in five, and a worker then waited forever for it).
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.05)
+    if not task.cancelled():
+        task.exception()  # retrieved: a task that failed is not reported as never retrieved
 
 
 # --- status -------------------------------------------------------------------------------------
