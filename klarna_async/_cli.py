@@ -324,6 +324,12 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, help="with --wait, give up after this many seconds"
     )
     status.add_argument("--json", action="store_true", help="the report as JSON")
+    status.add_argument(
+        "--forget",
+        action="store_true",
+        help="then delete the run from Redis: its journal and its input lines (customer tokens "
+        "included); export it first. Refused while shards are pending",
+    )
     status.add_argument("--prefix", default=DEFAULT_PREFIX, help=_PREFIX_HELP)
     status.set_defaults(run=_run_status)
 
@@ -880,6 +886,7 @@ def _run_status(args: argparse.Namespace) -> int:
         wait=args.wait,
         timeout=args.timeout,
         as_json=args.json,
+        forget=args.forget,
         prefix=args.prefix,
     )
     try:

@@ -273,6 +273,11 @@ class Keys:
         return f"{self.prefix}:{{{self.run}}}"
 
     @property
+    def everything(self) -> str:
+        """A SCAN pattern for every key of the run (run names hold no glob characters)."""
+        return f"{self._base}:*"
+
+    @property
     def meta(self) -> str:
         return f"{self._base}:meta"
 
@@ -1525,6 +1530,7 @@ class StatusOptions:
     wait: bool = False
     timeout: float | None = None
     as_json: bool = False
+    forget: bool = False
     prefix: str = DEFAULT_PREFIX
     poll: float = 1.0
 
@@ -1711,9 +1717,26 @@ async def status(options: StatusOptions, *, out: IO[str], err: IO[str]) -> int:
         if options.export is not None:
             count = await export(redis, keys, options.export)
             print(f"  {count} records exported to {options.export}", file=out)
+        if options.forget:
+            if report.pending:
+                raise QueueError(
+                    f"run {run!r} has {report.pending} shard(s) pending: not forgotten"
+                )
+            removed = await forget(redis, keys)
+            print(f"  run {run} forgotten: {removed} keys deleted from Redis", file=out)
         return report.exit_code()
     finally:
         await redis.aclose()
+
+
+async def forget(redis: redis.asyncio.Redis, keys: Keys) -> int:
+    """Delete every key of the run (its journal and the input lines of its shards included);
+    how many. The run's tasks are all acknowledged by then, so the stream holds none of it."""
+    removed = 0
+    async for key in redis.scan_iter(match=keys.everything, count=1000):
+        removed += int(await redis.unlink(key))
+    await redis.zrem(keys.runs, keys.run)
+    return removed
 
 
 async def _follow(

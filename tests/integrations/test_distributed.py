@@ -514,6 +514,10 @@ async def test_status_and_export(
     assert 5 == await dist.status(options, out=out, err=err)  # shards pending
     assert "0/3 done" in out.getvalue()
     assert "no worker is live" in out.getvalue()
+    with pytest.raises(dist.QueueError, match="pending: not forgotten"):
+        await dist.status(
+            dist.StatusOptions(queue=redis_url, prefix=prefix, forget=True), out=out, err=err
+        )
     async with worker_against(dist, redis_url, prefix, fake) as worker:
         for shard in range(3):
             assert await worker._run_shard("r", 1, shard, None)
@@ -541,6 +545,16 @@ async def test_status_and_export(
     resume = ["charge", str(source), "--out", str(exported), "--resume", "--sandbox"]
     assert 1 == await asyncio.to_thread(main, [*resume, "--no-progress"])
     assert 12 == sum(1 for r in load_results(exported).values() if r["status"] == "placed")
+    # Forgotten: every key of the run gone (the input lines, with their tokens, included).
+    options = dist.StatusOptions(queue=redis_url, prefix=prefix, run="r", forget=True)
+    out = io.StringIO()
+    await dist.status(options, out=out, err=err)
+    assert "forgotten" in out.getvalue()
+    async with redis_client(redis_url) as client:
+        keys = dist.Keys(prefix, "r")
+        assert [] == [key async for key in client.scan_iter(match=keys.everything)]
+        assert await client.exists(keys.stream)  # the queue is the workers', not the run's
+        assert [] == await client.zrange(keys.runs, 0, -1)
 
 
 async def test_status_wait_follows_until_done(
