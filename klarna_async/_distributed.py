@@ -10,14 +10,19 @@ shard goes to a Redis stream (taskiq-redis's ``RedisStreamBroker``: a consumer g
 so at least once). A worker takes one shard at a time (``--shards-at-once``), runs its charges
 through ``charge_many`` (keys derived from ``charge_id``, as ``klarna-async charge`` does), and
 acks the task when every charge of the shard has a journal record. ``--resume`` enqueues a new
-*generation* of the same run: what the journal says is settled is not enqueued again.
+*generation* of the same run: what the journal says is settled is not enqueued again. (A resume
+while shards are pending is refused if a live worker runs one; otherwise their tasks were lost,
+say by an enqueue killed half-way, or wait for a worker, and they are enqueued again: a worker
+drops a shard already done.)
 
 **The journal** is one Redis hash per run, charge id -> the JSON record that ``klarna-async
 charge`` writes to its results file (:func:`~klarna_async._charge_file.result_record`: status,
 order id, key, ``at``, ``first_attempt_at``...). A charge is sent only after its record says
 "in flight since T" (status ``unknown``, ``in_flight: true``), written in Redis *before* the
-request goes out. So a worker killed between sending and journaling leaves a record that every
-reader takes for what it is: maybe placed. The resume rules are
+request goes out (a few charges at a time, in one round trip, just before they are sent). So a
+worker killed between sending and journaling leaves a record that every reader takes for what
+it is: maybe placed; and a charge claimed but not sent yet is only re-driven as maybe placed,
+which is safe. The resume rules are
 :func:`~klarna_async._charge_file.plan`'s, applied by the workers to each charge's record when a
 shard is (re)delivered: placed and declined are skipped; unknown (in flight included) is
 re-driven with the recorded key and ``after_unknown=True``, or refused when its key was first
@@ -36,17 +41,24 @@ Records change only through one Lua script (atomic in Redis), by these rules:
   Klarna's success answer settles an earlier attempt that may have acted.
 
 **Redelivery.** taskiq-redis delivers a task again when it stayed unacknowledged for longer than
-the idle timeout (``--idle-timeout``): its worker died, or hung. A live worker keeps its shard's
-idle time at zero, so only dead or stuck workers lose shards; the worker that takes one over
-skips what is settled and re-drives the rest with the same keys. (taskiq-redis 1.2 looks for
-abandoned tasks only after reading a new one; the broker here also looks when the queue is
-empty, so the last shards of a run are not stranded.)
+the idle timeout (``--idle-timeout``, the same for every worker): its worker died, or hung. A
+live worker keeps its shard's idle time at zero, so only dead or stuck workers lose shards; the
+worker that takes one over skips what is settled and re-drives the rest with the same keys.
+(taskiq-redis 1.2 looks for abandoned tasks only after reading a new one; the broker here also
+looks when the queue is empty, so the last shards of a run are not stranded.)
 
 **Exactly once rests on** Klarna's idempotency keys (the same key on every send of a charge, and
 Klarna keeps a key 24 hours: re-drives older than 23 hours are refused unless forced), on the
 outcome model (a charge is "not charged" only with proof), and on the journal's in-flight record
 being in Redis before the request leaves: Redis must keep its data across restarts (AOF, or at
 least a clean shutdown) for a kill of Redis itself to be covered.
+
+**Keys** (``P`` is ``--prefix``, ``klarna_async:batch`` by default; one prefix per merchant on a
+shared Redis): ``P:queue`` (the taskiq stream), ``P:runs`` (runs by time), ``P:workers``
+(heartbeats); per run ``P:{RUN}:meta``, ``:journal`` (charge id -> record), ``:labels`` and
+``:counts`` (for ``status``), ``:lines:G:N`` (the input lines of shard N of generation G,
+customer tokens included: Redis holds what the input file holds, until ``status --forget``),
+``:done:G``, ``:starts:G`` (deliveries per shard), ``:running``.
 
 When Redis cannot be reached, a worker sends nothing new (no journal, no send), waits for it
 (``--journal-patience``), and paces the charges already in flight locally (the
