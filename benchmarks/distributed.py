@@ -10,7 +10,9 @@ its ledger (orders with their idempotency keys) is the witness. Modes:
 
 * ``throughput``: CHARGES charges, no faults, with 1, 2 and 3 workers (``--workers``), all sharing
   one RedisRateLimiter set high enough never to bind (its round trip to Redis is still paid per
-  request): charges per second from the end of the enqueue to the last shard done.
+  request): charges per second from the end of the enqueue to the last shard done, and the CPU
+  each charge cost the workers and the sandbox; and, for comparison, the same charges by
+  ``klarna-async charge`` in one process (no Redis).
 * ``kill``: CHARGES charges over 3 workers against the sandbox with faults (503s, commits whose
   answer is dropped, latency, resets, proxy pages); one worker is killed with SIGKILL while it has
   charges in flight; the run is resumed (``--resume``) while some charges are unknown. Every
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,7 +52,7 @@ from typing import IO, Any
 import orjson
 import redis
 
-from benchmarks._common import OUT_DIR, PASSWORD, ROOT, USERNAME, child_env, sandbox
+from benchmarks._common import OUT_DIR, PASSWORD, ROOT, USERNAME, child_env, machine, sandbox
 from klarna_async import _distributed as dist
 from klarna_async._charge_file import parse_charge_line
 from tests.integrations.redis_support import RedisServer
@@ -367,6 +370,59 @@ def _own_redis() -> Iterator[RedisServer]:
 # --- the modes ----------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a running process has used (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def baseline(*, charges: int, concurrency: int = 32) -> dict[str, Any]:
+    """The same charges by ``klarna-async charge`` alone (one process, no Redis, no journal but
+    its results file): what the distributed path costs on top."""
+    with tempfile.TemporaryDirectory() as scratch, sandbox() as box:
+        source, out = Path(scratch, "charges.jsonl"), Path(scratch, "results.jsonl")
+        keys_sent = write_input(source, charges)
+        env = {**child_env(), "KLARNA_USERNAME": USERNAME, "KLARNA_PASSWORD": PASSWORD}
+        started = time.monotonic()
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "klarna_async",
+                "charge",
+                str(source),
+                "--out",
+                str(out),
+                "--base-url",
+                box.url,
+                "--concurrency",
+                str(concurrency),
+                "--no-progress",
+            ],
+            capture_output=True,
+            timeout=600,
+            env=env,
+            cwd=ROOT,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+        book = ledger(box.url)
+    orders = Counter(order["idempotency_key"] for order in book["orders"])
+    # The command's own figure, from its first charge to its last (no interpreter start).
+    measured = re.search(r"\((\d+)/s\)", done.stdout.decode())
+    return {
+        "charges": charges,
+        "exit_code": done.returncode,
+        "charges_per_s": int(measured.group(1)) if measured else None,
+        "elapsed_s_with_start": round(elapsed, 3),
+        "charges_per_s_with_start": round(charges / elapsed, 1),
+        "exactly_once": set(orders) == set(keys_sent) and set(orders.values()) == {1},
+    }
+
+
 def throughput(
     queue: str,
     *,
@@ -403,6 +459,8 @@ def throughput(
         finally:
             client.close()
         check = verify(keys_sent, ledger(box.url), records)
+        worker_cpu = sum(cpu_seconds(worker.process.pid) for worker in crew.workers)
+        sandbox_cpu = cpu_seconds(box.process.pid)
         codes = crew.stop_all()
     return {
         "workers": workers,
@@ -412,6 +470,9 @@ def throughput(
         "enqueue_s": round(enqueued, 3),
         "elapsed_s": round(elapsed, 3),
         "charges_per_s": round(charges / elapsed, 1),
+        # CPU per charge: the workers' (start-up included) and the sandbox's, all on one machine.
+        "worker_cpu_us_per_charge": round(worker_cpu / charges * 1e6, 1),
+        "sandbox_cpu_us_per_charge": round(sandbox_cpu / charges * 1e6, 1),
         "worker_exit_codes": codes,
         **check,
     }
@@ -700,9 +761,10 @@ def run(
     limit_charges: int = 3_000,
     redis_url: str | None = None,
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {"modes": list(modes)}
+    results: dict[str, Any] = {"modes": list(modes), "machine": machine()}
     with _redis(redis_url) as queue:
         if "throughput" in modes:
+            results["single_process_baseline"] = baseline(charges=charges, concurrency=concurrency)
             results["throughput"] = [
                 throughput(
                     queue,
