@@ -1370,9 +1370,18 @@ def _register_task(broker: Any, worker: Worker) -> None:
     broker.register_task(charge_shard, task_name=TASK_NAME)
 
 
-async def run_worker(options: WorkerOptions) -> int:
+async def run_worker(
+    options: WorkerOptions,
+    *,
+    handle_signals: bool = True,
+    on_start: Callable[[Worker], None] | None = None,
+) -> int:
     """Serve shards until SIGTERM/SIGINT (the charges in flight finish and are journaled; the
-    shard goes back to the queue), or until Klarna refuses the credentials (exit 4)."""
+    shard goes back to the queue), or until Klarna refuses the credentials (exit 4).
+
+    ``on_start`` receives the :class:`Worker` once it serves (``worker.begin_stopping()`` stops
+    it as SIGTERM does); ``handle_signals=False`` leaves the process's signals alone (a worker
+    embedded in another program)."""
     import_taskiq()
     from taskiq.acks import AcknowledgeType
     from taskiq.receiver import Receiver
@@ -1395,7 +1404,8 @@ async def run_worker(options: WorkerOptions) -> int:
         elif main_task is not None:
             main_task.cancel()
 
-    for number in (signal.SIGTERM, signal.SIGINT):
+    signals_handled = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for number in signals_handled:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(number, on_signal)
     try:
@@ -1439,6 +1449,8 @@ async def run_worker(options: WorkerOptions) -> int:
                 options.concurrency,
                 _pace_text(options, limiter),
             )
+            if on_start is not None:
+                on_start(worker)
             while True:
                 receiver = Receiver(
                     broker,
@@ -1461,7 +1473,7 @@ async def run_worker(options: WorkerOptions) -> int:
                 break
         return EXIT_AUTH if worker.auth_refused else EXIT_OK
     finally:
-        for number in (signal.SIGTERM, signal.SIGINT):
+        for number in signals_handled:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(number)
         with contextlib.suppress(Exception):

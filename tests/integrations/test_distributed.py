@@ -501,6 +501,73 @@ async def test_a_stopping_worker_puts_unsent_claims_back(
     assert len(found) == len(fake.ledger.orders)
 
 
+async def serve(dist: Any, url: str, prefix: str, fake: Any, **options: Any) -> Any:
+    """``klarna-async worker`` in this process: (its task, its Worker once it serves)."""
+    settings = {"username": fake.username, "password": fake.password, "base_url": fake.url}
+    settings.update(options.pop("settings", {}))
+    worker_options = dist.WorkerOptions(
+        queue=url,
+        settings=settings,
+        name="inproc",
+        concurrency=8,
+        prefix=prefix,
+        rate_limit=500.0,
+        idle_timeout=5.0,
+        **options,
+    )
+    serving: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        dist.run_worker(worker_options, handle_signals=False, on_start=serving.set_result)
+    )
+    done, _ = await asyncio.wait({task, serving}, timeout=15, return_when="FIRST_COMPLETED")
+    assert serving in done, task
+    return task, serving.result()
+
+
+async def test_a_worker_serves_shards_until_stopped(
+    dist: Any, redis_url: str, prefix: str, tmp_path: Path, fake: Any
+) -> None:
+    """The whole worker (taskiq receiver, shared limiter, heartbeat, acks) in this process."""
+    source = write_input(tmp_path / "in.jsonl", 30)
+    await enqueue(dist, redis_url, prefix, source, shard_size=10)
+    task, worker = await serve(dist, redis_url, prefix, fake)
+    keys = dist.Keys(prefix, "r")
+    async with redis_client(redis_url) as client:
+        deadline = time.monotonic() + 20
+        while await client.scard(keys.done(1)) < 3:
+            assert time.monotonic() < deadline, "the worker did not finish the run"
+            await asyncio.sleep(0.05)
+        report = await dist.read_status(client, keys)
+        assert ["inproc"] == report.live_workers
+        # Acknowledged tasks leave the stream.
+        deadline = time.monotonic() + 5
+        while await client.xlen(keys.stream):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        worker.begin_stopping()
+        assert 0 == await asyncio.wait_for(task, 20)
+        assert [] == await client.zrange(keys.workers, 0, -1)  # gone from the live list
+    assert {key_of(i): 1 for i in range(30)} == orders_per_key(fake)
+    assert 3 == worker.shards_done
+
+
+async def test_a_worker_refused_by_klarna_stops_and_gives_its_shard_back(
+    dist: Any, redis_url: str, prefix: str, tmp_path: Path, fake: Any
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", 20)
+    await enqueue(dist, redis_url, prefix, source, shard_size=20)
+    task, _ = await serve(dist, redis_url, prefix, fake, settings={"password": "wrong"})
+    assert 4 == await asyncio.wait_for(task, 20)
+    keys = dist.Keys(prefix, "r")
+    async with redis_client(redis_url) as client:
+        assert 0 == await client.scard(keys.done(1))
+        # Given back: idle already past the timeout, for the next worker to take at once.
+        pending = await client.xpending_range(keys.stream, dist.GROUP, "-", "+", 10)
+        assert 1 == len(pending)
+        assert pending[0]["time_since_delivered"] >= 5000
+    assert 0 == len(fake.ledger.orders)
+
+
 # --- status and export --------------------------------------------------------------------------
 
 
