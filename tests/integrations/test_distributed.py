@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
+import logging
 import re
 import subprocess
 import sys
@@ -774,6 +775,59 @@ async def test_a_keeper_stops_even_when_a_cancellation_is_swallowed(
 
 
 # --- the command line ---------------------------------------------------------------------------
+
+
+async def test_charge_queue_wait_out_status_json(
+    dist: Any, redis_url: str, prefix: str, tmp_path: Path, fake: Any, capsys: Any
+) -> None:
+    """From the command line: enqueue, follow until done, export to --out; status --json."""
+    source = write_input(tmp_path / "in.jsonl", 25)
+    out = tmp_path / "results.jsonl"
+    task, worker = await serve(dist, redis_url, prefix, fake)
+    try:
+        command = ["charge", str(source), "--queue", redis_url, "--prefix", prefix]
+        options = ["--shard-size", "10", "--wait", "--timeout", "30", "--out", str(out)]
+        assert 0 == await asyncio.to_thread(main, [*command, *options])
+        printed = capsys.readouterr().out
+        assert "25 charges enqueued in 3 shards" in printed
+        assert f"klarna-async worker --queue {redis_url}" in printed
+        assert "25 records exported" in printed
+        status = ["status", "--queue", redis_url, "--prefix", prefix, "--run", "in", "--json"]
+        assert 0 == await asyncio.to_thread(main, status)
+        figures = orjson.loads(capsys.readouterr().out)
+        assert (25, 3, ["inproc"]) == (
+            figures["counts"]["placed"],
+            figures["shards_done"],
+            figures["live_workers"],
+        )
+    finally:
+        worker.begin_stopping()
+        assert 0 == await asyncio.wait_for(task, 20)
+    assert {"placed"} == {record["status"] for record in load_results(out).values()}
+    assert 25 == len(load_results(out))
+
+
+def test_worker_logs_what_an_operator_needs(dist: Any) -> None:
+    """A worker's stderr: its own lines and the rate limiter's (Redis away and back) always;
+    the client's retries only with -v; everything with -vv."""
+    from klarna_async._cli import _WorkerLog
+
+    def record(name: str, module: str, level: int) -> logging.LogRecord:
+        made = logging.LogRecord(name, level, f"{module}.py", 1, "m", None, None)
+        made.module = module
+        return made
+
+    shard = record("klarna_async.distributed", "_distributed", logging.INFO)
+    limiter = record("klarna_async", "_redis_pacer", logging.WARNING)
+    retry = record("klarna_async", "_retry", logging.WARNING)
+    attempt = record("klarna_async", "_retry", logging.DEBUG)
+    assert [True, True, False, False] == [
+        _WorkerLog(0).filter(r) for r in (shard, limiter, retry, attempt)
+    ]
+    assert [True, True, True, False] == [
+        _WorkerLog(1).filter(r) for r in (shard, limiter, retry, attempt)
+    ]
+    assert all(_WorkerLog(2).filter(r) for r in (shard, limiter, retry, attempt))
 
 
 def test_enqueue_usage_errors(redis_url: str, tmp_path: Path, capsys: Any, dist: Any) -> None:
