@@ -273,7 +273,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_IDLE_TIMEOUT,
         help="seconds before a shard whose worker stopped answering goes to another worker "
-        f"(default: {DEFAULT_IDLE_TIMEOUT:g}); a live worker keeps its shards",
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g}; give every worker the same); a live worker keeps "
+        "its shards",
     )
     worker.add_argument(
         "--journal-patience",
