@@ -273,7 +273,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_IDLE_TIMEOUT,
         help="seconds before a shard whose worker stopped answering goes to another worker "
-        f"(default: {DEFAULT_IDLE_TIMEOUT:g}; give every worker the same); a live worker keeps "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g}); give every worker the same; a live worker keeps "
         "its shards",
     )
     worker.add_argument(
