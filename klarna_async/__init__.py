@@ -9,6 +9,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 
 =========================  ================================================================
 ``_cli``, ``_demo``        the ``klarna-async`` command
+``_distributed``           charge batches over taskiq workers, with a Redis journal (``[taskiq]``)
 ``_charge_file``           charge files and results files: lines, records, the resume plan
 ``_client``                ``KlarnaClient``: configuration, lifecycle, the resources wired in
 ``_telemetry/``            OpenTelemetry spans and metrics, off unless asked (extra ``[otel]``)

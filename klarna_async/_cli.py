@@ -1,4 +1,4 @@
-"""The ``klarna-async`` command: ``demo``, ``charge`` and ``sandbox``.
+"""The ``klarna-async`` command: ``demo``, ``charge``, ``worker``, ``status`` and ``sandbox``.
 
 ``klarna-async charge INPUT --out RESULTS`` charges the customer tokens listed in INPUT (JSON
 Lines, one charge per line) and appends one JSON line per charge to RESULTS, flushed at once, so
@@ -11,6 +11,11 @@ everything else (retryable, invalid, never recorded) is sent.
 Exit codes: 0 every charge placed; 1 some charges are not placed (declined, retryable, invalid,
 or not sent); 3 some outcomes are unknown (run again with --resume); 4 the run stopped because
 Klarna refused the credentials (fix them, then --resume); 2 bad usage; 130 interrupted.
+
+``charge INPUT --queue redis://...`` enqueues the charges for ``klarna-async worker`` processes
+instead (taskiq over Redis, the ``[taskiq]`` extra), and ``klarna-async status`` follows them and
+exports their journal in the results format; see ``klarna_async._distributed``. Nothing of taskiq
+or Redis is imported unless one of them runs.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from klarna_async import (
     RetryPolicy,
     UnauthorizedError,
 )
+from klarna_async import _distributed as dist
 from klarna_async._charge_file import (
     INVALID,
     Action,
@@ -48,6 +54,12 @@ from klarna_async._charge_file import (
     result_record,
     rewrite,
     status_text,
+)
+from klarna_async._distributed import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_JOURNAL_PATIENCE,
+    DEFAULT_PREFIX,
+    DEFAULT_SHARD_SIZE,
 )
 from klarna_async._version import __version__
 
@@ -117,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     charge.add_argument("input", type=Path, help="JSON Lines, one charge per line")
     charge.add_argument(
-        "--out", type=Path, required=True, help="where results go, one JSON line per charge"
+        "--out",
+        type=Path,
+        help="where results go, one JSON line per charge (required, except with --queue)",
     )
     charge.add_argument(
         "--resume",
@@ -175,7 +189,150 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="log retries to stderr (-vv: every attempt); tokens masked, no credentials",
     )
+    queue = charge.add_argument_group(
+        "distributed (with --queue: workers charge, see klarna-async worker --help)"
+    )
+    queue.add_argument(
+        "--queue",
+        metavar="URL",
+        help="enqueue the charges on this Redis (redis://[:password@]host:port/db) for "
+        "klarna-async worker processes instead of charging them here",
+    )
+    queue.add_argument(
+        "--run",
+        dest="run_name",
+        metavar="NAME",
+        help="the run's name on the queue (default: INPUT's file name without extension); "
+        "--resume continues the run of that name",
+    )
+    queue.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"charges per task (default: {DEFAULT_SHARD_SIZE})",
+    )
+    queue.add_argument(
+        "--wait",
+        action="store_true",
+        help="after enqueueing, follow the run until every shard is done (and export the "
+        "results to --out if given); exit as klarna-async status does",
+    )
+    queue.add_argument(
+        "--timeout", type=float, default=None, help="with --wait, give up after this many seconds"
+    )
+    queue.add_argument("--prefix", default=DEFAULT_PREFIX, help=_PREFIX_HELP)
     charge.set_defaults(run=_run_charge)
+
+    worker = commands.add_parser(
+        "worker",
+        help="charge the shards enqueued by charge --queue (a taskiq worker)",
+        description=_WORKER_DESCRIPTION,
+        formatter_class=_Help,
+    )
+    worker.add_argument("--queue", metavar="URL", required=True, help="the Redis of the queue")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"charges in flight at once in this worker (default: {DEFAULT_CONCURRENCY})",
+    )
+    worker.add_argument(
+        "--shards-at-once",
+        type=int,
+        default=1,
+        help="shards this worker runs at once, sharing --concurrency (default: 1)",
+    )
+    worker.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="requests per second for all workers together, shared through Redis (default: "
+        "90 %% of Klarna's documented limit, 45/s in playground and 180/s in production; "
+        "no limit with --base-url)",
+    )
+    worker.add_argument(
+        "--rate-limit-redis",
+        metavar="URL",
+        help="the Redis that shares the rate limit (default: the queue's)",
+    )
+    worker.add_argument(
+        "--expected-workers",
+        type=int,
+        default=4,
+        help="how many workers run in all: while Redis is unreachable each one paces itself at "
+        "the rate limit divided by this (default: 4)",
+    )
+    worker.add_argument(
+        "--local-pacing",
+        action="store_true",
+        help="pace this worker alone at --rate-limit instead of sharing it (N workers then "
+        "send N times the rate: for comparisons, not for production)",
+    )
+    worker.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        help="seconds before a shard whose worker stopped answering goes to another worker "
+        f"(default: {DEFAULT_IDLE_TIMEOUT:g}); give every worker the same; a live worker keeps "
+        "its shards",
+    )
+    worker.add_argument(
+        "--journal-patience",
+        type=float,
+        default=DEFAULT_JOURNAL_PATIENCE,
+        help="seconds to wait for an unreachable Redis before giving a shard back "
+        f"(default: {DEFAULT_JOURNAL_PATIENCE:g})",
+    )
+    worker.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"attempts per charge, the first included (default: {DEFAULT_MAX_ATTEMPTS})",
+    )
+    worker.add_argument("--base-url", help="another server than Klarna's, e.g. a sandbox")
+    worker.add_argument("--name", help="this worker's name in status (default: host-pid)")
+    worker.add_argument("--prefix", default=DEFAULT_PREFIX, help=_PREFIX_HELP)
+    worker.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log retries to stderr (-vv: every attempt); tokens masked, no credentials",
+    )
+    worker.set_defaults(run=_run_worker, sandbox=False)
+
+    status = commands.add_parser(
+        "status",
+        help="show a distributed run's progress; export its results",
+        description=_STATUS_DESCRIPTION,
+        formatter_class=_Help,
+    )
+    status.add_argument("--queue", metavar="URL", required=True, help="the Redis of the queue")
+    status.add_argument(
+        "--run", dest="run_name", metavar="NAME", help="the run (default: the one enqueued last)"
+    )
+    status.add_argument(
+        "--export",
+        type=Path,
+        metavar="PATH",
+        help="write the run's results to PATH as JSON Lines, as klarna-async charge --out "
+        "writes them (replaced atomically)",
+    )
+    status.add_argument(
+        "--wait", action="store_true", help="follow the run until every shard is done"
+    )
+    status.add_argument(
+        "--timeout", type=float, default=None, help="with --wait, give up after this many seconds"
+    )
+    status.add_argument("--json", action="store_true", help="the report as JSON")
+    status.add_argument(
+        "--forget",
+        action="store_true",
+        help="then delete the run from Redis: its journal and its input lines (customer tokens "
+        "included); export it first. Refused while shards are pending",
+    )
+    status.add_argument("--prefix", default=DEFAULT_PREFIX, help=_PREFIX_HELP)
+    status.set_defaults(run=_run_status)
 
     from klarna_async.testing import _sandbox
 
@@ -216,6 +373,43 @@ not sent); 3 some unknown (run again with --resume); 4 stopped on wrong credenti
 2 bad usage or file; 130 interrupted (the summary so far is printed).
 """
 
+
+_PREFIX_HELP = (
+    "where the queue and runs live in Redis: one prefix per merchant sharing a Redis "
+    f"(default: {DEFAULT_PREFIX})"
+)
+
+_WORKER_DESCRIPTION = """\
+Charge the shards that klarna-async charge INPUT --queue URL enqueued, one shard at a
+time, until SIGTERM or Ctrl-C (the charges in flight then finish and are journaled; the
+shard goes back to the queue). Start as many as you like, on any machine.
+
+Each charge's result goes to a journal in Redis, in the format of klarna-async charge
+--out; before a charge is sent, its record says "in flight", so a worker killed at any
+moment leaves nothing that reads as "not charged". A shard whose worker died goes to
+another worker after --idle-timeout; it skips what is settled and sends the rest again
+with the same idempotency keys (unknown ones as "may have been placed", within 23 hours
+of their first attempt). All workers share one rate limit through Redis.
+
+Credentials come from KLARNA_USERNAME and KLARNA_PASSWORD; KLARNA_REGION (eu, na or oc;
+default eu) and KLARNA_ENVIRONMENT (playground or production; default playground) are
+optional. --base-url points the worker at another server, e.g. klarna-async sandbox.
+
+Exit codes: 0 stopped by a signal; 4 Klarna refused the credentials (the worker stops
+at once, its shard goes back to the queue); 1 Redis did not answer at start; 2 bad usage.
+"""
+
+_STATUS_DESCRIPTION = """\
+Show a distributed run: its charges by status (placed, declined, retryable, unknown,
+in flight, invalid, not recorded yet), its shards (done, pending, running on which
+worker, delivered again) and the live workers. --wait follows it until every shard is
+done; --export writes its results as klarna-async charge --out does, so the same tools
+(and klarna-async charge --resume) read them.
+
+Exit codes: 0 every charge placed; 1 some not placed (declined, retryable, invalid);
+3 some unknown or in flight (enqueue again with charge --queue ... --resume); 5 shards
+still pending; 2 bad usage, no such run, or Redis not answering.
+"""
 
 _SANDBOX_DESCRIPTION = """\
 Serve the fake Klarna (Payments and Customer Token APIs, with state, a ledger and fault
@@ -282,6 +476,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_charge(args: argparse.Namespace) -> int:
+    if args.queue:
+        return _run_enqueue(args)
+    if args.out is None:
+        raise _Usage("--out is required (or --queue, to enqueue the charges for workers)")
     _check_usage(args)
     settings = _settings(args)
     if args.verbose:
@@ -536,6 +734,167 @@ class _Run:
                 file=stream,
             )
         stream.flush()
+
+
+# --- distributed: charge --queue, worker, status -------------------------------------------------
+
+
+def _need_taskiq() -> None:
+    """The taskiq machinery is installed, or a one-line usage error names the extra."""
+    try:
+        dist.import_taskiq()
+    except ImportError as error:
+        raise _Usage(str(error)) from None
+
+
+def _run_enqueue(args: argparse.Namespace) -> int:
+    given = [
+        name
+        for name, value, default in (
+            ("--concurrency", args.concurrency, DEFAULT_CONCURRENCY),
+            ("--max-attempts", args.max_attempts, DEFAULT_MAX_ATTEMPTS),
+            ("--rate-limit", args.rate_limit, None),
+            ("--base-url", args.base_url, None),
+        )
+        if value != default
+    ]
+    if given:
+        raise _Usage(
+            f"with --queue, {' and '.join(given)} belong to the workers "
+            "(klarna-async worker --queue ...)"
+        )
+    if args.sandbox:
+        raise _Usage("--sandbox does not go with --queue: run the workers with --base-url URL")
+    if (args.retry_failed or args.force_after_window) and not args.resume:
+        raise _Usage("--retry-failed and --force-after-window only make sense with --resume")
+    if args.out is not None and not args.wait:
+        raise _Usage("with --queue, --out needs --wait (results exist once the workers are done)")
+    if args.shard_size < 1:
+        raise _Usage("--shard-size must be at least 1")
+    if not args.input.is_file():
+        what = "no such input file" if not args.input.exists() else "the input is not a file"
+        raise _Usage(f"{what}: {args.input}")
+    _need_taskiq()
+    run = args.run_name or args.input.stem
+    options = dist.EnqueueOptions(
+        queue=args.queue,
+        input=args.input,
+        run=run,
+        namespace=args.namespace,
+        namespace_given=args.namespace != DEFAULT_NAMESPACE,
+        shard_size=args.shard_size,
+        resume=args.resume,
+        retry_failed=args.retry_failed,
+        force_after_window=args.force_after_window,
+        prefix=args.prefix,
+    )
+    try:
+        report = asyncio.run(dist.enqueue(options, out=sys.stdout, err=sys.stderr))
+        if not args.wait:
+            return report.exit_code()
+        follow = dist.StatusOptions(
+            queue=args.queue,
+            run=run,
+            export=args.out,
+            wait=True,
+            timeout=args.timeout,
+            prefix=args.prefix,
+        )
+        return asyncio.run(dist.status(follow, out=sys.stdout, err=sys.stderr))
+    except dist.QueueError as problem:
+        raise _Usage(str(problem)) from None
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    if args.concurrency < 1 or args.max_attempts < 1 or args.shards_at_once < 1:
+        raise _Usage("--concurrency, --shards-at-once and --max-attempts must be at least 1")
+    if args.expected_workers < 1:
+        raise _Usage("--expected-workers must be at least 1")
+    if not args.idle_timeout > 0 or not args.journal_patience > 0:
+        raise _Usage("--idle-timeout and --journal-patience must be > 0 seconds")
+    if args.rate_limit is not None and not args.rate_limit > 0:
+        raise _Usage("--rate-limit must be > 0 requests per second")
+    settings = _settings(args)
+    _need_taskiq()
+    name = args.name or dist.default_worker_name()
+    _worker_logging(name, args.verbose)
+    options = dist.WorkerOptions(
+        queue=args.queue,
+        settings=settings,
+        name=name,
+        concurrency=args.concurrency,
+        shards_at_once=args.shards_at_once,
+        rate_limit=args.rate_limit,
+        rate_limit_redis=args.rate_limit_redis,
+        local_pacing=args.local_pacing,
+        expected_workers=args.expected_workers,
+        idle_timeout=args.idle_timeout,
+        journal_patience=args.journal_patience,
+        max_attempts=args.max_attempts,
+        prefix=args.prefix,
+    )
+    try:
+        code = asyncio.run(dist.run_worker(options))
+    except ValueError as problem:  # the client's or the limiter's settings
+        raise _Usage(str(problem)) from None
+    except asyncio.CancelledError:  # a second signal: the charges in flight were cut off
+        print(
+            "worker stopped at once: its charges in flight are 'in flight' in the journal, "
+            "re-driven with their keys by the worker that takes the shard",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return code
+
+
+class _WorkerLog(logging.Filter):
+    """A worker's stderr: its own lines, the rate limiter's (Redis unreachable, back), errors;
+    with -v every warning (retries), with -vv everything."""
+
+    def __init__(self, verbose: int) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose >= 2 or record.levelno >= logging.ERROR:
+            return True
+        if record.name.startswith("klarna_async.distributed"):
+            return True
+        if record.module == "_redis_pacer":
+            return record.levelno >= logging.WARNING
+        return self.verbose >= 1 and record.levelno >= logging.WARNING
+
+
+def _worker_logging(name: str, verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(levelname)s %(message)s"))
+    handler.addFilter(_WorkerLog(verbose))
+    library_logger = logging.getLogger("klarna_async")
+    library_logger.addHandler(handler)
+    library_logger.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.wait:
+        raise _Usage("--timeout only makes sense with --wait")
+    if args.export is not None and not args.export.parent.is_dir():
+        raise _Usage(f"the directory of --export does not exist: {args.export.parent}")
+    _need_taskiq()
+    options = dist.StatusOptions(
+        queue=args.queue,
+        run=args.run_name,
+        export=args.export,
+        wait=args.wait,
+        timeout=args.timeout,
+        as_json=args.json,
+        forget=args.forget,
+        prefix=args.prefix,
+    )
+    try:
+        code = asyncio.run(dist.status(options, out=sys.stdout, err=sys.stderr))
+    except dist.QueueError as problem:
+        raise _Usage(str(problem)) from None
+    return code
 
 
 def _count_lines(path: Path) -> int:

@@ -23,6 +23,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("entry point", ["klarna_async.__main__"]),
     ("command line", ["klarna_async._cli"]),
     ("demo", ["klarna_async._demo"]),
+    # Distributed batches (taskiq workers, a journal in Redis) use the public API, the charge
+    # files' rules and RedisRateLimiter: above the integrations they build on.
+    ("distributed batches", ["klarna_async._distributed"]),
     ("public API", ["klarna_async"]),
     ("integrations", ["klarna_async._charge_file", "klarna_async._redis_pacer"]),
     ("client", ["klarna_async._client"]),

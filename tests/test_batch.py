@@ -107,6 +107,23 @@ class TestResults:
         assert results["e3"].ok
         assert 1 == fake.ledger.request_counts[CT_ORDER]
 
+    async def test_a_redrive_not_sent_stays_unknown(self, fake: FakeKlarna):
+        """A charge an earlier run left unknown, not sent now (bad body, closed client): still
+        unknown, never 'retryable' (the earlier attempt may have placed it)."""
+        token = fake.add_customer_token()
+        batch = [
+            Charge(
+                customer_token=token,
+                request={"order_amount": 1},
+                idempotency_key="r1",
+                after_unknown=True,
+            )
+        ]
+        async with client_for(fake) as client:
+            (result,) = [r async for r in client.customer_tokens.charge_many(batch)]
+        assert ChargeStatus.UNKNOWN == result.status
+        assert 0 == fake.ledger.request_counts[CT_ORDER]
+
     async def test_unknown_outcomes_are_reported_as_such(self, fake: FakeKlarna):
         """Answers lost on every attempt: the charge is UNKNOWN with its key, not FAILED."""
         token = fake.add_customer_token()

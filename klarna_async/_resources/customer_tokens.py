@@ -139,10 +139,12 @@ class CustomerTokens:
                 call = requester.prepare(
                     CREATE_ORDER, charge.customer_token, charge.idempotency_key
                 )
-            except Exception as error:  # never sent: safe to send again
+            except Exception as error:
+                # Not sent now: safe to send again, unless an earlier run may have placed it
+                # (a re-drive stays unknown until Klarna's success settles it).
                 return ChargeResult(
                     charge=charge,
-                    status=ChargeStatus.RETRYABLE,
+                    status=ChargeStatus.UNKNOWN if charge.after_unknown else ChargeStatus.RETRYABLE,
                     error=error,
                     elapsed=time.monotonic() - started,
                 )
