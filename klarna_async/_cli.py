@@ -339,9 +339,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser(
         "sandbox",
         help="serve the fake Klarna on loopback, with its ledger and test controls",
-        description=_SANDBOX_DESCRIPTION,
-        formatter_class=_Help,
-    )
+    )  # its description and how-to (curl lines) come from the sandbox itself
     _sandbox.add_arguments(sandbox)
     sandbox.set_defaults(run=_sandbox.run)
     return parser
@@ -409,13 +407,6 @@ done; --export writes its results as klarna-async charge --out does, so the same
 Exit codes: 0 every charge placed; 1 some not placed (declined, retryable, invalid);
 3 some unknown or in flight (enqueue again with charge --queue ... --resume); 5 shards
 still pending; 2 bad usage, no such run, or Redis not answering.
-"""
-
-_SANDBOX_DESCRIPTION = """\
-Serve the fake Klarna (Payments and Customer Token APIs, with state, a ledger and fault
-injection) over HTTP on loopback, until Ctrl-C. It prints its URL and credentials when
-ready. Its test controls need no credentials: GET /_fake/ lists them, GET /_fake/ledger
-shows what happened. It is a fake with fixed credentials: do not expose it.
 """
 
 
