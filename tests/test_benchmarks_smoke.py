@@ -23,7 +23,45 @@ from klarna_async import RetryPolicy
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pread")
 
-_RESULTS: dict[str, Any] = {}
+#: Each suite at a tiny size, run once per module when a test first asks for it (so that the
+#: report test renders every section whatever order the tests run in, or alone).
+_TINY: dict[str, Callable[[], dict[str, Any]]] = {
+    "cpu": lambda: cpu.run(charges=50, rounds=1, concurrency=8, warmup=10),
+    "sweep": lambda: sweep.run(charges=50, levels=(1, 8)),
+    "memory": lambda: memory.run(sizes=(100, 200), concurrency=8, warmup=20),
+    # Faults turned up and one retry only, so that unknown outcomes and repeat passes happen
+    # even in a small batch; a short latency keeps the test quick.
+    "soak": lambda: soak.run(
+        charges=100,
+        concurrency=8,
+        faults={
+            "service_unavailable": 0.2,
+            "drop_after_commit": 0.1,
+            "latency": 0.03,
+            "envoy_503_committed": 0.05,
+            "http500_not_found_committed": 0.03,
+        },
+        latency_seconds=0.3,
+        policy=RetryPolicy(
+            max_attempts=2, initial_delay=0.01, max_delay=0.02, deadline=5, attempt_timeout=0.2
+        ),
+    ),
+    "breakdown": lambda: breakdown.run(charges=30, rounds=1, concurrency=4),
+    "micro": lambda: {
+        "quick": True,
+        "benchmarks": [
+            {"name": "validate", "min_us": 4.0, "median_us": 5.0, "mean_us": 6.0, "rounds": 3}
+        ],
+    },
+}
+_MEASURED: dict[str, dict[str, Any]] = {}
+
+
+def measured(name: str) -> dict[str, Any]:
+    """The tiny run of suite ``name`` (made on first use)."""
+    if name not in _MEASURED:
+        _MEASURED[name] = _TINY[name]()
+    return _MEASURED[name]
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +103,7 @@ def test_peer_stops_on_sigterm() -> None:
 
 
 def test_cpu() -> None:
-    result = cpu.run(charges=50, rounds=1, concurrency=8, warmup=10)
+    result = measured("cpu")
     assert result["peer_answered"] == 50 * len(cpu.ARMS)
     for arm in cpu.ARMS:
         assert _finite_positive(result["median"][arm]["cpu_us"])
@@ -73,11 +111,11 @@ def test_cpu() -> None:
     assert _finite_positive(result["ratio"])
     assert _finite_positive(result["ratio_of_medians"])
     assert "ratio" in cpu.summary(result)
-    _RESULTS["cpu"] = _section(result)
+    assert _finite_positive(result["mapping_vs_model"])
 
 
 def test_sweep() -> None:
-    result = sweep.run(charges=50, levels=(1, 8))
+    result = measured("sweep")
     assert [row["concurrency"] for row in result["levels"]] == [1, 8]
     for row in result["levels"]:
         assert (row["placed"], row["failed"]) == (50, 0)
@@ -85,11 +123,10 @@ def test_sweep() -> None:
         assert _finite_positive(row["charges_per_s"])
         assert _finite_positive(row["cpu_us"])
     assert "c=8" in sweep.summary(result)
-    _RESULTS["sweep"] = _section(result)
 
 
 def test_memory() -> None:
-    result = memory.run(sizes=(100, 200), concurrency=8, warmup=20)
+    result = measured("memory")
     small, large = result["runs"]
     assert (small["charges"], small["placed"]) == (100, 100)
     assert (large["charges"], large["placed"]) == (200, 200)
@@ -97,27 +134,10 @@ def test_memory() -> None:
         assert row["tracemalloc_peak_bytes"] > 0
         assert row["rss_high_water_bytes"] >= row["rss_before_bytes"] > 0
     assert "growth" in memory.summary(result)
-    _RESULTS["memory"] = _section(result)
 
 
 def test_soak() -> None:
-    # Faults turned up and one retry only, so that unknown outcomes and repeat passes happen
-    # even in a small batch; a short latency keeps the test quick.
-    result = soak.run(
-        charges=100,
-        concurrency=8,
-        faults={
-            "service_unavailable": 0.2,
-            "drop_after_commit": 0.1,
-            "latency": 0.03,
-            "envoy_503_committed": 0.05,
-            "http500_not_found_committed": 0.03,
-        },
-        latency_seconds=0.3,
-        policy=RetryPolicy(
-            max_attempts=2, initial_delay=0.01, max_delay=0.02, deadline=5, attempt_timeout=0.2
-        ),
-    )
+    result = measured("soak")
     faulty, clean = result["faulty"], result["clean"]
     assert clean["final"] == {"placed": 100, "declined": 0, "retryable": 0, "unknown": 0}
     assert (clean["duplicates"], clean["unaccounted"]) == (0, 0)
@@ -132,17 +152,15 @@ def test_soak() -> None:
     assert faulty["ledger_orders"] <= 100
     assert _finite_positive(result["throughput_ratio"])
     assert "duplicates 0" in soak.summary(result)
-    _RESULTS["soak"] = _section(result)
 
 
 def test_breakdown() -> None:
-    result = breakdown.run(charges=30, rounds=1, concurrency=4)
+    result = measured("breakdown")
     assert set(result["median_us"]) == set(breakdown.ARMS)
     for name in breakdown.ARMS:
         assert _finite_positive(result["median_us"][name])
         assert math.isfinite(result["cost_us"][name])
     assert "flat" in breakdown.summary(result)
-    _RESULTS["breakdown"] = _section(result)
 
 
 def test_fake_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,26 +199,20 @@ def test_micro_benchmarks_run() -> None:
     assert len(tests) >= 6
     for test in tests:
         test(_Once())
-    _RESULTS["micro"] = _section(
-        {
-            "quick": True,
-            "benchmarks": [
-                {"name": "validate", "min_us": 4.0, "median_us": 5.0, "mean_us": 6.0, "rounds": 3}
-            ],
-        }
-    )
 
 
 def test_report(tmp_path: Path) -> None:
-    """Renders whatever the tests above measured (all sections when run as a module)."""
-    text = report.markdown(_RESULTS, "report.png")
+    """Renders every section from tiny runs, and says how to fill a section that is missing."""
+    results = {name: _section(measured(name)) for name in report.DEFAULT_SECTIONS}
+    text = report.markdown(results, "report.png")
     assert text.startswith("# klarna_async benchmarks")
     assert _common.machine()["cpu"] in text
     for name in report.DEFAULT_SECTIONS:
-        if name not in _RESULTS:
-            assert f"--only {name}" in text
+        assert f"--only {name}" not in text
+    missing = report.markdown({k: v for k, v in results.items() if k != "soak"}, "report.png")
+    assert "--only soak" in missing
     pytest.importorskip("matplotlib")
-    md, png = report.write(_RESULTS, tmp_path)
+    md, png = report.write(results, tmp_path)
     assert md.read_text(encoding="utf-8") == text
     assert png.read_bytes().startswith(b"\x89PNG")
 
