@@ -93,26 +93,43 @@ _EXPECTED: Mapping[FraudEvent, frozenset[FraudStatus]] = {
     FraudEvent.FRAUD_RISK_STOPPED: frozenset({FraudStatus.REJECTED}),
 }
 _OPEN = frozenset({OrderStatus.AUTHORIZED, OrderStatus.PART_CAPTURED})
+_GONE = frozenset({OrderStatus.CANCELLED})
 
 
 @attrs.frozen(kw_only=True)
 class FraudDecision:
     """A notification checked against the order as Order Management reports it.
 
-    Act on the order, never on the notification alone: ``ship`` is True only when Klarna's
-    own answer says the order is accepted and still open for capture. ``confirmed`` says the
-    notification agrees with the order; False means it is stale (a later decision followed),
-    early, or not Klarna's: log it and act on ``order``.
+    Act on the order, never on the notification alone: :attr:`accepted` (ship it),
+    :attr:`rejected` (do not ship) and :attr:`pending` (nothing decided yet: a notification
+    that says otherwise is stale, early or not Klarna's) read Klarna's own answer.
+    :attr:`confirmed` says whether the notification agrees with it; log one that does not.
     """
 
     notification: FraudNotification
     order: OrderManagementOrder
 
     @property
-    def ship(self) -> bool:
-        """Klarna accepted the order and it can still be captured: ship (and capture)."""
+    def accepted(self) -> bool:
+        """Klarna accepted the order and it is not cancelled: ship it (and capture)."""
         order = self.order
-        return order.fraud_status is FraudStatus.ACCEPTED and order.status in _OPEN
+        return order.fraud_status is FraudStatus.ACCEPTED and order.status not in _GONE
+
+    @property
+    def rejected(self) -> bool:
+        """Klarna rejected or stopped the order (or it is cancelled): do not ship."""
+        order = self.order
+        return order.fraud_status is FraudStatus.REJECTED or order.status in _GONE
+
+    @property
+    def pending(self) -> bool:
+        """Klarna has not decided yet (whatever the notification says)."""
+        return not (self.accepted or self.rejected)
+
+    @property
+    def capturable(self) -> bool:
+        """Accepted, and something is left to capture."""
+        return self.accepted and self.order.status in _OPEN
 
     @property
     def confirmed(self) -> bool:

@@ -534,7 +534,7 @@ class Orders:
         :class:`FraudNotification`. Raises :class:`InvalidNotificationError` for a body that
         is not Klarna's notification and :class:`NoSuchOrderError` for an order this merchant
         does not have (a forged notification); otherwise the :class:`FraudDecision`, whose
-        ``ship`` says what the order says.
+        ``accepted`` / ``rejected`` / ``pending`` say what the order says.
         """
         if not isinstance(notification, FraudNotification):
             notification = parse_notification(notification)
