@@ -689,7 +689,7 @@ class OrderBook:
                 f"Extension of authorization time not allowed: the order is {status}"
                 + (", and at its 180 days" if order.expires_at >= limit else "."),
             )
-        today = now - now % DAY
+        today = now // DAY * DAY
         if check_only:
             return _CHECKED
         order.expires_at = min(max(order.expires_at, today + EXPIRY_DAYS * DAY), limit)
