@@ -97,8 +97,10 @@ async def test_one_time_and_token_orders_appear_with_their_amounts(
         first.purchase_country,
         first.merchant_reference1,
     )
-    assert first.billing_address is not None and first.billing_address.country == "US"
-    assert first.expires_at is not None and first.created_at is not None
+    assert first.billing_address is not None
+    assert first.billing_address.country == "US"
+    assert first.expires_at is not None
+    assert first.created_at is not None
     assert 28 * DAY == (first.expires_at - first.created_at).total_seconds()
     assert "battery" in first.order_lines[0].name.lower()
 
@@ -210,7 +212,9 @@ async def test_every_write_sends_a_key_and_reads_send_none(fake: FakeKlarna, kla
     await klarna.orders.cancel(fake.add_order())
     (capture_key,) = requests_with_keys(fake, "orders.capture")
     (cancel_key,) = requests_with_keys(fake, "orders.cancel")
-    assert capture_key and cancel_key and capture_key != cancel_key
+    assert capture_key
+    assert cancel_key
+    assert capture_key != cancel_key
     assert [None] == requests_with_keys(fake, "orders.get")
     with pytest.raises(ValueError, match="printable ASCII"):
         await klarna.orders.cancel(order_id, idempotency_key="bad\nkey")
@@ -288,7 +292,8 @@ async def test_authorization_expires_after_28_days_and_extends_up_to_180(
     today = fake.clock.time() // DAY * DAY
     assert today + 28 * DAY == expires
     order = await klarna.orders.get(order_id)
-    assert order.expires_at is not None and order.expires_at.timestamp() == pytest.approx(expires)
+    assert order.expires_at is not None
+    assert order.expires_at.timestamp() == pytest.approx(expires)
 
     for _ in range(7):  # every 25 days, until the 180 days after creation
         fake.clock.advance(25 * DAY)
@@ -309,7 +314,7 @@ async def test_authorization_expires_after_28_days_and_extends_up_to_180(
         await klarna.orders.extend_authorization_time(lapsed)
 
 
-# --- refusals ---------------------------------------------------------------------------------------
+# --- refusals ---------------------------------------------------------------------------------
 
 
 async def test_each_documented_refusal_changes_nothing(fake: FakeKlarna, klarna: KlarnaClient):
