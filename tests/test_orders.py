@@ -453,3 +453,18 @@ def test_the_capture_body_is_the_spec_shape() -> None:
     assert {"captured_amount": 100, "shipping_info": [{"shipping_method": "Home"}]} == orjson.loads(
         body
     )
+
+
+async def test_the_demo_captures_part_refunds_part_and_shows_the_amounts() -> None:
+    import io
+
+    from klarna_async._demo import run_demo
+
+    out = io.StringIO()
+    assert 0 == await run_demo(charges=10, seed=5, out=out)
+    text = out.getvalue()
+    assert "4. Order Management" in text
+    assert "captured 600" in text
+    assert "refunded 200" in text
+    assert "still authorized 400; status PART_CAPTURED" in text
+    assert "status CLOSED; the fake's books: captured 600, refunded 200" in text
