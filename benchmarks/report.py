@@ -302,13 +302,14 @@ def _capture_many(section: dict[str, Any], machine: dict[str, Any]) -> list[str]
         f"jobs; faults on `orders.capture`: {faults}. Jobs not settled on the first pass are "
         "repeated with their keys; the fake's ledger counts the captures it made.",
         "",
-        "| orders | captured | fake's captures | duplicates | repeated | tracemalloc peak MiB | "
-        "RSS high-water MiB | captures/s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| orders | attempts | captured | fake's captures | duplicates | repeated | "
+        "tracemalloc peak MiB | RSS high-water MiB | captures/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in (small, large):
         lines.append(
-            f"| {row['captures']:,} | {row['captured']:,} | {row['fake_captures_total']:,} | "
+            f"| {row['captures']:,} | {row['attempts']:,} | {row['captured']:,} | "
+            f"{row['fake_captures_total']:,} | "
             f"{row['duplicate_captures']} | {row['repeated']} | "
             f"{row['tracemalloc_peak_bytes'] / MiB:.2f} | "
             f"{row['rss_high_water_bytes'] / MiB:.1f} | {row['captures_per_s']:,.0f} |"
@@ -320,10 +321,10 @@ def _capture_many(section: dict[str, Any], machine: dict[str, Any]) -> list[str]
     )
     lines += [
         "",
-        f"- **Each order captured once: {_verdict(once)}. Growth from {small['captures']:,} to "
+        f"- Each order captured once: {_verdict(once)}. **Growth from {small['captures']:,} to "
         f"{large['captures']:,} orders: {r['growth_tracemalloc_bytes'] / MiB:+.2f} MiB traced, "
-        f"{r['growth_rss_bytes'] / MiB:+.2f} MiB RSS.** Throughput is the fake's (one process), "
-        "not the client's.",
+        f"{r['growth_rss_bytes'] / MiB:+.2f} MiB RSS.** The throughput is the fake's (one "
+        "process), not the client's.",
         "",
     ]
     return lines
