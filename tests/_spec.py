@@ -91,6 +91,12 @@ def _operation(spec: str, method: str, path: str) -> dict[str, Any]:
     return operation
 
 
+def has_request_body(spec: str, method: str, path: str) -> bool:
+    """Whether the operation declares a request body (Order Management's acknowledge, cancel,
+    release... POST without one)."""
+    return "requestBody" in _operation(spec, method, path)
+
+
 @functools.cache
 def request_schema(spec: str, method: str, path: str, *, strict: bool = True) -> dict[str, Any]:
     operation = _operation(spec, method, path)
