@@ -468,3 +468,38 @@ async def test_the_demo_captures_part_refunds_part_and_shows_the_amounts() -> No
     assert "refunded 200" in text
     assert "still authorized 400; status PART_CAPTURED" in text
     assert "status CLOSED; the fake's books: captured 600, refunded 200" in text
+
+
+async def test_the_order_management_controls_over_http(fake: FakeKlarna) -> None:
+    """POST /_fake/orders and /_fake/orders/{id}/fraud-decision, listed by GET /_fake/."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(fake.url) as http:
+        async with http.get("/_fake/") as answer:
+            index = await answer.json()
+        paths = {control["path"] for control in index["controls"]}
+        assert {"/_fake/orders", "/_fake/orders/{order_id}/fraud-decision"} <= paths
+        assert 18 == sum(1 for api in index["api"] if api["endpoint"].startswith("orders."))
+
+        async with http.post("/_fake/orders", json={"count": 3, "order_id_prefix": "b-"}) as answer:
+            assert {"order_ids": ["b-0", "b-1", "b-2"], "count": 3} == await answer.json()
+        async with http.post("/_fake/orders", json={"fraud_status": "PENDING"}) as answer:
+            (pending,) = (await answer.json())["order_ids"]
+        async with http.post("/_fake/orders", json={"count": 2}) as answer:
+            assert 400 == answer.status
+        decide = f"/_fake/orders/{pending}/fraud-decision"
+        async with http.post(decide, json={"decision": "maybe"}) as answer:
+            assert 400 == answer.status
+        async with http.post(decide, json={"decision": "rejected"}) as answer:
+            body = await answer.json()
+        assert ("FRAUD_RISK_REJECTED", None) == (
+            body["notification"]["event_type"],
+            body["merchant_status"],
+        )
+        async with http.post(decide, json={"decision": "accepted"}) as answer:
+            assert 409 == answer.status  # no longer pending
+        async with http.post("/_fake/orders/nope/fraud-decision", json={}) as answer:
+            assert 404 == answer.status
+    witness = fake.om_order(pending)
+    assert ("REJECTED", "CANCELLED") == (witness.fraud_status, witness.status(fake.clock.time()))
+    assert 500 == fake.om_order("b-2").order_amount // 20
