@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only cpu,sweep,memory,soak,micro,breakdown]``.
+"""``python -m benchmarks [--quick] [--only cpu,sweep,memory,soak,micro,breakdown,capture_many]``.
 
 Runs the suites, keeps their raw results in ``benchmarks/out/results.json`` and writes
 ``benchmarks/REPORT.md`` with ``benchmarks/report.png``. ``--only`` re-runs some suites and keeps
@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from benchmarks import breakdown, cpu, memory, micro, report, soak, sweep
+from benchmarks import breakdown, capture_many, cpu, memory, micro, report, soak, sweep
 from benchmarks._common import BENCH_DIR, OUT_DIR, machine
 
-SUITES = ("cpu", "sweep", "memory", "soak", "micro", "breakdown")
+SUITES = ("cpu", "sweep", "memory", "soak", "micro", "breakdown", "capture_many")
 #: What runs without --only; ``breakdown`` (where the CPU goes, ~3 min) is on request.
-DEFAULT = ("cpu", "sweep", "memory", "soak", "micro")
+DEFAULT = ("cpu", "sweep", "memory", "soak", "micro", "capture_many")
 
 #: (full, quick) arguments of each suite's run().
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -35,6 +35,7 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "soak": ({"charges": 20_000}, {"charges": 1_000}),
     "micro": ({}, {"quick": True}),
     "breakdown": ({"charges": 10_000, "rounds": 7}, {"charges": 1_000, "rounds": 2}),
+    "capture_many": ({"sizes": (1_000, 10_000)}, {"sizes": (200, 1_000)}),
 }
 
 RUNNERS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
@@ -44,6 +45,7 @@ RUNNERS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]
     "soak": (soak.run, soak.summary),
     "micro": (micro.run, micro.summary),
     "breakdown": (breakdown.run, breakdown.summary),
+    "capture_many": (capture_many.run, capture_many.summary),
 }
 
 

@@ -296,6 +296,48 @@ def _breakdown(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _capture_many(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    small, large = r["runs"]
+    faults = ", ".join(f"{k} {v:g}" for k, v in r["faults"].items() if k != "endpoint")
+    lines = [
+        "## 7. `capture_many`: the fulfilment batch against the fake Klarna",
+        "",
+        _when(section, machine),
+        "",
+        "The fake (the sandbox) in its own process with that many fresh orders; each size in a "
+        f"fresh client interpreter, concurrency {r['concurrency']}, a generator of capture "
+        f"jobs; faults on `orders.capture`: {faults}. Jobs not settled on the first pass are "
+        "repeated with their keys; the fake's ledger counts the captures it made.",
+        "",
+        "| orders | attempts | captured | fake's captures | duplicates | repeated | "
+        "tracemalloc peak MiB | RSS high-water MiB | captures/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in (small, large):
+        lines.append(
+            f"| {row['captures']:,} | {row['attempts']:,} | {row['captured']:,} | "
+            f"{row['fake_captures_total']:,} | "
+            f"{row['duplicate_captures']} | {row['repeated']} | "
+            f"{row['tracemalloc_peak_bytes'] / MiB:.2f} | "
+            f"{row['rss_high_water_bytes'] / MiB:.1f} | {row['captures_per_s']:,.0f} |"
+        )
+    once = all(
+        row["captured"] == row["captures"] == row["fake_captures_total"]
+        and row["duplicate_captures"] == 0
+        for row in (small, large)
+    )
+    lines += [
+        "",
+        f"- Each order captured once: {_verdict(once)}. **Growth from {small['captures']:,} to "
+        f"{large['captures']:,} orders: {r['growth_tracemalloc_bytes'] / MiB:+.2f} MiB traced, "
+        f"{r['growth_rss_bytes'] / MiB:+.2f} MiB RSS.** The throughput is the fake's (one "
+        "process), not the client's.",
+        "",
+    ]
+    return lines
+
+
 _SECTIONS = {
     "cpu": _cpu,
     "sweep": _sweep,
@@ -303,9 +345,10 @@ _SECTIONS = {
     "soak": _soak,
     "micro": _micro,
     "breakdown": _breakdown,
+    "capture_many": _capture_many,
 }
 #: Run by default; the others only with --only.
-DEFAULT_SECTIONS = ("cpu", "sweep", "memory", "soak", "micro")
+DEFAULT_SECTIONS = ("cpu", "sweep", "memory", "soak", "micro", "capture_many")
 
 
 def _latest_machine(results: dict[str, Any]) -> dict[str, Any]:

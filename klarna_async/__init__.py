@@ -1,4 +1,5 @@
-"""klarna_async: an asyncio-native client for Klarna's Payments and Customer Token APIs.
+"""klarna_async: an asyncio-native client for Klarna's Payments, Customer Token and Order
+Management APIs.
 
 Everything public is importable from here; the modules behind it are private::
 
@@ -15,7 +16,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``_telemetry/``            OpenTelemetry spans and metrics, off unless asked (extra ``[otel]``)
 ``_telemetry/``            ``Telemetry``: OpenTelemetry spans and metrics, imported when asked
 ``_resources/``            one class per Klarna API, one method per endpoint
-``_batch``                 the lazy, bounded batch runner; ``Charge``, ``ChargeResult``
+``_batch``                 the lazy, bounded batch runner; ``Charge``/``CaptureJob`` and results
 ``_request``               the one request path: ``Endpoint``, ``Requester`` (the pool)
 ``_retry``                 retries and the outcome model: what proves "not charged"
 ``_transport``             one HTTP attempt over aiohttp
@@ -27,6 +28,7 @@ The private modules, top to bottom (each imports only those below it; a test che
 ``_rules``                 the constraint table bound to the request models
 ``_converter``             the one cattrs converter
 ``_contract/``             Klarna's field constraints, generated from the specs, and overrides
+``_notifications``         Klarna's (unsigned) pending-order notification, parsed and checked
 ``_models/``, ``_errors``  the wire models, the exception tree, configuration
 =========================  ================================================================
 
@@ -37,7 +39,14 @@ import inspect as _inspect
 import logging as _logging
 import typing as _typing
 
-from klarna_async._batch import Charge, ChargeResult, ChargeStatus
+from klarna_async._batch import (
+    CaptureJob,
+    CaptureResult,
+    CaptureStatus,
+    Charge,
+    ChargeResult,
+    ChargeStatus,
+)
 from klarna_async._client import KlarnaClient
 from klarna_async._config import Credentials, Environment, Region, base_url_for
 from klarna_async._errors import (
@@ -45,22 +54,30 @@ from klarna_async._errors import (
     AttemptRecord,
     BadRequestError,
     BadValueError,
+    CancelNotAllowedError,
+    CaptureNotAllowedError,
     ClientClosedError,
     ConflictError,
     ConnectError,
     DeadlineExceededError,
     ForbiddenError,
+    InvalidAddressError,
     InvalidOperationError,
     KlarnaError,
     KlarnaTimeoutError,
     MerchantInactiveError,
+    NoSuchCaptureError,
+    NoSuchOrderError,
+    NotAllowedError,
     NotFoundError,
     OutcomeUnknownError,
     PaymentMethodFailedError,
     ProxyError,
     RateLimitedError,
+    RefundNotAllowedError,
     RejectedError,
     RequestTimeoutError,
+    RequestTooLargeError,
     RequestValidationError,
     ResponseDecodeError,
     ServerError,
@@ -72,6 +89,7 @@ from klarna_async._errors import (
     TransportError,
     UnauthorizedError,
     UnavailablePaymentMethodError,
+    UnprocessableEntityError,
     Violation,
 )
 from klarna_async._models import (
@@ -81,39 +99,64 @@ from klarna_async._models import (
     Attachment,
     AuthorizedPaymentMethod,
     AuthorizedPaymentMethodType,
+    Capture,
+    CaptureRequest,
     Card,
     Customer,
+    CustomerDetailsUpdate,
     CustomerToken,
     CustomerTokenCreated,
     CustomerTokenCustomer,
     CustomerTokenRequest,
     DirectDebit,
+    DueDateOption,
+    ExtendDueDateOptions,
+    ExtendDueDateRequest,
+    FraudEvent,
     FraudStatus,
+    InitialPaymentMethod,
     IntendedUse,
     Intent,
     Interval,
+    MerchantReferencesUpdate,
     MerchantUrls,
     Options,
     Order,
+    OrderCustomer,
     OrderLine,
     OrderLineType,
+    OrderManagementOrder,
     OrderRequest,
+    OrderStatus,
     OrganizationEntityType,
     PaymentMethodCategory,
     PaymentMethodType,
     ProductIdentifiers,
+    Refund,
+    RefundRequest,
     Session,
     SessionCreated,
     SessionRequest,
     SessionStatus,
+    ShippingInfo,
+    ShippingInfoUpdate,
+    ShippingMethod,
     Subscription,
     TokenMerchantUrls,
     TokenOrderRequest,
     TokenStatus,
+    UpdateAuthorizationRequest,
+)
+from klarna_async._notifications import (
+    FraudDecision,
+    FraudNotification,
+    InvalidNotificationError,
+    parse_notification,
 )
 from klarna_async._ratelimit import Pacer, RateLimiter
 from klarna_async._redis_pacer import RedisRateLimiter
 from klarna_async._resources.customer_tokens import CustomerTokens, derive_idempotency_key
+from klarna_async._resources.orders import Orders
 from klarna_async._resources.payments import Payments
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
 from klarna_async._telemetry import Telemetry
@@ -131,6 +174,13 @@ __all__ = [
     "AuthorizedPaymentMethodType",
     "BadRequestError",
     "BadValueError",
+    "CancelNotAllowedError",
+    "Capture",
+    "CaptureJob",
+    "CaptureNotAllowedError",
+    "CaptureRequest",
+    "CaptureResult",
+    "CaptureStatus",
     "Card",
     "Charge",
     "ChargeResult",
@@ -140,6 +190,7 @@ __all__ = [
     "ConnectError",
     "Credentials",
     "Customer",
+    "CustomerDetailsUpdate",
     "CustomerToken",
     "CustomerTokenCreated",
     "CustomerTokenCustomer",
@@ -147,24 +198,41 @@ __all__ = [
     "CustomerTokens",
     "DeadlineExceededError",
     "DirectDebit",
+    "DueDateOption",
     "Environment",
+    "ExtendDueDateOptions",
+    "ExtendDueDateRequest",
     "ForbiddenError",
+    "FraudDecision",
+    "FraudEvent",
+    "FraudNotification",
     "FraudStatus",
+    "InitialPaymentMethod",
     "IntendedUse",
     "Intent",
     "Interval",
+    "InvalidAddressError",
+    "InvalidNotificationError",
     "InvalidOperationError",
     "KlarnaClient",
     "KlarnaError",
     "KlarnaTimeoutError",
     "MerchantInactiveError",
+    "MerchantReferencesUpdate",
     "MerchantUrls",
+    "NoSuchCaptureError",
+    "NoSuchOrderError",
+    "NotAllowedError",
     "NotFoundError",
     "Options",
     "Order",
+    "OrderCustomer",
     "OrderLine",
     "OrderLineType",
+    "OrderManagementOrder",
     "OrderRequest",
+    "OrderStatus",
+    "Orders",
     "OrganizationEntityType",
     "OutcomeUnknownError",
     "Pacer",
@@ -177,9 +245,13 @@ __all__ = [
     "RateLimitedError",
     "RateLimiter",
     "RedisRateLimiter",
+    "Refund",
+    "RefundNotAllowedError",
+    "RefundRequest",
     "Region",
     "RejectedError",
     "RequestTimeoutError",
+    "RequestTooLargeError",
     "RequestValidationError",
     "ResponseDecodeError",
     "RetryBudget",
@@ -191,6 +263,9 @@ __all__ = [
     "SessionCreated",
     "SessionRequest",
     "SessionStatus",
+    "ShippingInfo",
+    "ShippingInfoUpdate",
+    "ShippingMethod",
     "Subscription",
     "Telemetry",
     "TokenCanceledError",
@@ -202,10 +277,13 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "UnavailablePaymentMethodError",
+    "UnprocessableEntityError",
+    "UpdateAuthorizationRequest",
     "Violation",
     "__version__",
     "base_url_for",
     "derive_idempotency_key",
+    "parse_notification",
 ]
 
 # A library logs; the application decides where logs go (and Python's last-resort handler must

@@ -32,10 +32,20 @@ from klarna_async._errors import (
     RequestValidationError,
     UnauthorizedError,
 )
-from klarna_async._models import Order, TokenOrderRequest
+from klarna_async._models import CaptureRequest, Order, TokenOrderRequest
 from klarna_async._retry import classify, mask_token
 
-__all__ = ["Charge", "ChargeResult", "ChargeStatus", "run_batch", "status_of"]
+__all__ = [
+    "CaptureJob",
+    "CaptureResult",
+    "CaptureStatus",
+    "Charge",
+    "ChargeResult",
+    "ChargeStatus",
+    "capture_status_of",
+    "run_batch",
+    "status_of",
+]
 
 logger = logging.getLogger("klarna_async")
 
@@ -125,6 +135,83 @@ class ChargeResult:
     def ok(self) -> bool:
         """True when Klarna placed the order."""
         return self.status is ChargeStatus.PLACED
+
+    @property
+    def error_code(self) -> str | None:
+        """Klarna's ``error_code`` of the last answer, if there was one."""
+        error = self.error
+        if isinstance(error, OutcomeUnknownError):
+            error = error.last_error  # type: ignore[assignment]
+        return getattr(error, "error_code", None)
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class CaptureJob:
+    """One capture of a batch (:meth:`Orders.capture_many`): which order, how much, and the key
+    that makes it happen once.
+
+    Derive ``idempotency_key`` from what makes the capture unique
+    (``derive_idempotency_key("acme-fulfilment", order_id, shipment_id)``), so that running the
+    nightly job again after a crash sends the same keys and Klarna answers with the captures
+    already made instead of capturing twice. ``job_id`` is yours (a shipment id) and comes back
+    on the result. ``after_unknown`` says an earlier run reported this capture unknown.
+    """
+
+    order_id: str
+    request: CaptureRequest | Mapping[str, Any]
+    idempotency_key: str
+    job_id: str | None = None
+    after_unknown: bool = False
+
+    def __repr__(self) -> str:
+        # The request may carry shipping details (tracking numbers): kept out.
+        return (
+            f"CaptureJob(job_id={self.job_id!r}, order_id={self.order_id!r}, "
+            f"idempotency_key={self.idempotency_key!r})"
+        )
+
+
+class CaptureStatus(enum.StrEnum):
+    """What a capture came to, and so what to do next: :class:`ChargeStatus`'s four outcomes,
+    with the same rules (``DECLINED``, ``RETRYABLE`` and ``UNKNOWN`` are the same values)."""
+
+    #: Klarna captured the amount (``capture_id`` says which capture). Done.
+    CAPTURED = "captured"
+    #: Klarna refused definitely and captured nothing (``CAPTURE_NOT_ALLOWED``: more than the
+    #: remaining authorized amount, an order cancelled, expired or pending review;
+    #: ``NO_SUCH_ORDER``...). Do not repeat blindly: look at the order.
+    DECLINED = "declined"
+    #: Not captured, and safe to send again as it is, with the same key (never sent, 503/429
+    #: only, the retry budget spent, wrong credentials).
+    RETRYABLE = "retryable"
+    #: Klarna may or may not have captured. Repeat with the same idempotency key within 24
+    #: hours (``after_unknown=True`` in another process): only a success settles it.
+    UNKNOWN = "unknown"
+
+
+def capture_status_of(error: BaseException) -> CaptureStatus:
+    """:func:`status_of` for a capture: the same decision, by the same rules."""
+    return CaptureStatus(status_of(error).value)
+
+
+@attrs.frozen(kw_only=True)
+class CaptureResult:
+    """The outcome of one :class:`CaptureJob`: its status, the capture id or the error.
+
+    ``capture_id`` is set exactly when ``status`` is :attr:`~CaptureStatus.CAPTURED`.
+    """
+
+    job: CaptureJob
+    status: CaptureStatus
+    capture_id: str | None = None
+    error: Exception | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when Klarna captured the amount."""
+        return self.status is CaptureStatus.CAPTURED
 
     @property
     def error_code(self) -> str | None:

@@ -27,6 +27,7 @@ from klarna_async._config import (
 from klarna_async._ratelimit import Pacer, RateLimiter
 from klarna_async._request import Requester
 from klarna_async._resources.customer_tokens import CustomerTokens
+from klarna_async._resources.orders import Orders
 from klarna_async._resources.payments import Payments
 from klarna_async._retry import AttemptEvent, RetryBudget, RetryPolicy
 from klarna_async._telemetry import Telemetry
@@ -43,7 +44,7 @@ DEFAULT = _Default.TOKEN
 
 
 class KlarnaClient:
-    """An async client for Klarna's Payments and Customer Token APIs.
+    """An async client for Klarna's Payments, Customer Token and Order Management APIs.
 
     Open it once (``async with`` or :meth:`open`) and share it: it holds one aiohttp connection
     pool, the retry budget and the rate limiter for every call. It belongs to the event loop it
@@ -150,6 +151,7 @@ class KlarnaClient:
         )
         self._payments = Payments(self._requester)
         self._customer_tokens = CustomerTokens(self._requester)
+        self._orders = Orders(self._requester)
 
     @property
     def payments(self) -> Payments:
@@ -162,6 +164,13 @@ class KlarnaClient:
         """The Customer Token API (:class:`CustomerTokens`): read and cancel tokens, charge
         them (recurring orders with an idempotency key), ``charge_many`` for batches."""
         return self._customer_tokens
+
+    @property
+    def orders(self) -> Orders:
+        """The Order Management API (:class:`Orders`): read an order, capture, refund, cancel,
+        release and extend it, update it, ``capture_many`` for the fulfilment batch, and
+        ``verify_notification`` for a pending order's fraud decision."""
+        return self._orders
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,5 @@
-"""``klarna-async demo``: Klarna's "Step 3: Create an order", end to end, on the embedded fake.
+"""``klarna-async demo``: Klarna's "Step 3: Create an order", end to end, on the embedded fake,
+then Order Management: part of an order captured, part refunded, the amounts shown.
 
 No credentials, no network: the fake Klarna from ``klarna_async.testing`` listens on loopback,
 plays the customer approving in Klarna's widget, and injects faults into the recurring batch.
@@ -16,6 +17,7 @@ import attrs
 
 from klarna_async import (
     Address,
+    CaptureRequest,
     Charge,
     ChargeResult,
     ChargeStatus,
@@ -29,6 +31,7 @@ from klarna_async import (
     OrderLine,
     OrderLineType,
     OrderRequest,
+    RefundRequest,
     RetryPolicy,
     SessionRequest,
     Subscription,
@@ -145,6 +148,7 @@ async def run_demo(*, charges: int = 300, seed: int = 7, out: IO[str] = sys.stdo
         session = await klarna.payments.create_session(_session(Intent.BUY))
         token = fake.authorize(session.session_id)  # the customer approves in the widget
         order = await klarna.payments.create_order(token, _order("order-1001"))
+        first_order = order.order_id
         say(
             f"   placed order {order.order_id}: fraud_status {order.fraud_status}; "
             "the customer is charged, the session closed"
@@ -205,8 +209,34 @@ async def run_demo(*, charges: int = 300, seed: int = 7, out: IO[str] = sys.stdo
             "for the next months"
         )
 
+        say("\n4. Order Management: ship part of order-1001, take one item back")
+        capture_id = await klarna.orders.capture(
+            first_order,
+            CaptureRequest(captured_amount=600, reference="parcel-1"),
+            idempotency_key=derive_idempotency_key("demo", first_order, "parcel-1"),
+        )
+        refund_id = await klarna.orders.refund(
+            first_order,
+            RefundRequest(refunded_amount=200, description="one item returned"),
+            idempotency_key=derive_idempotency_key("demo", first_order, "return-1"),
+        )
+        managed = await klarna.orders.get(first_order)
         say(
-            f"\n4. A nightly batch: {charges} recurring charges, 32 at a time, while the fake "
+            f"   captured 600 (capture {capture_id[:8]}...), refunded 200 (refund "
+            f"{refund_id[:8]}...): order amount {managed.order_amount}, captured "
+            f"{managed.captured_amount}, refunded {managed.refunded_amount}, still authorized "
+            f"{managed.remaining_authorized_amount}; status {managed.status}"
+        )
+        await klarna.orders.release_remaining_authorization(first_order)
+        managed = await klarna.orders.get(first_order)
+        witness = fake.om_order(first_order)
+        say(
+            f"   the rest released: status {managed.status}; the fake's books: captured "
+            f"{witness.captured}, refunded {witness.refunded}"
+        )
+
+        say(
+            f"\n5. A nightly batch: {charges} recurring charges, 32 at a time, while the fake "
             "fails on purpose"
         )
         say(

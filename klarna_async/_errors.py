@@ -15,7 +15,10 @@ Every error this library raises on purpose derives from :class:`KlarnaError`::
     │                               what became of it
     └── ApiError                    Klarna answered with an error status
         ├── BadRequestError         400 / BAD_REQUEST
-        │   └── BadValueError       BAD_VALUE (400 or 409), with ``not_matching_fields``
+        │   ├── BadValueError       BAD_VALUE (400 or 409), with ``not_matching_fields``
+        │   ├── RequestTooLargeError        413 / REQUEST_TOO_LARGE (Order Management)
+        │   └── UnprocessableEntityError    422 / UNPROCESSABLE_ENTITY (Order Management)
+        │       └── InvalidAddressError     INVALID_ADDRESS
         ├── UnauthorizedError       401
         ├── ForbiddenError          403
         │   ├── InvalidOperationError       INVALID_OPERATION
@@ -24,17 +27,26 @@ Every error this library raises on purpose derives from :class:`KlarnaError`::
         │   ├── TokenSuspendedError         TOKEN_SUSPENDED
         │   ├── TokenCanceledError          TOKEN_CANCELED
         │   ├── UnavailablePaymentMethodError  UNAVAILABLE_PAYMENT_METHOD
-        │   └── PaymentMethodFailedError    PAYMENT_METHOD_FAILED
+        │   ├── PaymentMethodFailedError    PAYMENT_METHOD_FAILED
+        │   └── NotAllowedError             NOT_ALLOWED (Order Management)
+        │       ├── CaptureNotAllowedError  CAPTURE_NOT_ALLOWED
+        │       ├── RefundNotAllowedError   REFUND_NOT_ALLOWED
+        │       └── CancelNotAllowedError   CANCEL_NOT_ALLOWED
         ├── NotFoundError           404 / NOT_FOUND ("Invalid authorization token")
         │   ├── SessionCompletedError       SESSION_COMPLETED
-        │   └── TokenNotFoundError          TOKEN_NOT_FOUND
-        ├── ConflictError           409 without a more precise code
+        │   ├── TokenNotFoundError          TOKEN_NOT_FOUND
+        │   ├── NoSuchOrderError            NO_SUCH_ORDER (Order Management)
+        │   └── NoSuchCaptureError          NO_SUCH_CAPTURE (Order Management)
+        ├── ConflictError           409 / CONFLICT without a more precise code
         ├── RateLimitedError        429, with the ``X-Ratelimit-*`` values
-        └── ServerError             other 5xx / INTERNAL_SERVER_ERROR
-            ├── ServiceUnavailableError     503 / SERVICE_UNAVAILABLE
+        └── ServerError             other 5xx / INTERNAL_SERVER_ERROR, UNEXPECTED_ERROR
+            ├── ServiceUnavailableError     503 / SERVICE_UNAVAILABLE, TEMPORARILY_UNAVAILABLE
             ├── KlarnaTimeoutError          500 TIMEOUT (Klarna gave up after 59 s)
             └── ProxyError                  5xx with a body that is not Klarna's (HTML from a
                                             gateway, an empty body); also a ResponseDecodeError
+
+Order Management's codes, where its spec and its docs disagree, are decided in NOTES style at
+``_BY_CODE`` and ``_BY_STATUS`` below.
 
 For 4xx answers Klarna's ``error_code`` decides the class when it is one we know, the HTTP status
 otherwise, so a code Klarna adds later still lands in the right family. For 5xx answers the
@@ -68,22 +80,30 @@ __all__ = [
     "AttemptRecord",
     "BadRequestError",
     "BadValueError",
+    "CancelNotAllowedError",
+    "CaptureNotAllowedError",
     "ClientClosedError",
     "ConflictError",
     "ConnectError",
     "DeadlineExceededError",
     "ForbiddenError",
+    "InvalidAddressError",
     "InvalidOperationError",
     "KlarnaError",
     "KlarnaTimeoutError",
     "MerchantInactiveError",
+    "NoSuchCaptureError",
+    "NoSuchOrderError",
+    "NotAllowedError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PaymentMethodFailedError",
     "ProxyError",
     "RateLimitedError",
+    "RefundNotAllowedError",
     "RejectedError",
     "RequestTimeoutError",
+    "RequestTooLargeError",
     "RequestValidationError",
     "ResponseDecodeError",
     "ServerError",
@@ -95,6 +115,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "UnavailablePaymentMethodError",
+    "UnprocessableEntityError",
     "Violation",
     "error_class_for",
     "scrub",
@@ -387,6 +408,34 @@ class BadValueError(BadRequestError):
         return tuple(found)
 
 
+class RequestTooLargeError(BadRequestError):
+    """413 / ``REQUEST_TOO_LARGE`` (Order Management): the body is over Klarna's size limit.
+
+    [DOC] docs.klarna.com errors-in-order-management lists it; the OM spec does not. A
+    ``BadRequestError``: the request must change before it can be sent again.
+    """
+
+    error_code_match = "REQUEST_TOO_LARGE"
+
+
+class UnprocessableEntityError(BadRequestError):
+    """422 / ``UNPROCESSABLE_ENTITY`` (Order Management): well-formed, but Klarna cannot act on
+    it as it stands.
+
+    [DOC] listed by errors-in-order-management, not by the OM spec. Kept under
+    ``BadRequestError`` ([INF]): like a 400, it is a definite refusal of this request's content.
+    """
+
+    error_code_match = "UNPROCESSABLE_ENTITY"
+
+
+class InvalidAddressError(UnprocessableEntityError):
+    """422 ``INVALID_ADDRESS`` (Order Management): an address Klarna cannot accept (e.g. in
+    ``update_customer_details``)."""
+
+    error_code_match = "INVALID_ADDRESS"
+
+
 class UnauthorizedError(ApiError):
     """401: the credentials are wrong, disabled, or for another region or environment."""
 
@@ -441,6 +490,35 @@ class PaymentMethodFailedError(ForbiddenError):
     error_code_match = "PAYMENT_METHOD_FAILED"
 
 
+class NotAllowedError(ForbiddenError):
+    """``NOT_ALLOWED`` (Order Management, 403): the order's state forbids this operation, e.g.
+    releasing the authorization of a fully captured order, updating a cancelled one, extending
+    an expired authorization. Its subclasses name the money moves."""
+
+    error_code_match = "NOT_ALLOWED"
+
+
+class CaptureNotAllowedError(NotAllowedError):
+    """``CAPTURE_NOT_ALLOWED`` (403): more than the remaining authorized amount, an order that
+    is cancelled, expired, closed or not accepted by Klarna's fraud check. Nothing captured."""
+
+    error_code_match = "CAPTURE_NOT_ALLOWED"
+
+
+class RefundNotAllowedError(NotAllowedError):
+    """``REFUND_NOT_ALLOWED`` (403): more than was captured and not yet refunded, or nothing
+    captured. Nothing refunded."""
+
+    error_code_match = "REFUND_NOT_ALLOWED"
+
+
+class CancelNotAllowedError(NotAllowedError):
+    """``CANCEL_NOT_ALLOWED`` (403): the order has captures (refund them instead, and release
+    the rest) or is already closed."""
+
+    error_code_match = "CANCEL_NOT_ALLOWED"
+
+
 class NotFoundError(ApiError):
     """404 / ``NOT_FOUND``: for an authorization token, "Invalid authorization token" (expired
     after 60 minutes, already used, or never existed)."""
@@ -460,8 +538,27 @@ class TokenNotFoundError(NotFoundError):
     error_code_match = "TOKEN_NOT_FOUND"
 
 
+class NoSuchOrderError(NotFoundError):
+    """``NO_SUCH_ORDER`` (Order Management, 404): no order with that id for this merchant."""
+
+    error_code_match = "NO_SUCH_ORDER"
+
+
+class NoSuchCaptureError(NotFoundError):
+    """``NO_SUCH_CAPTURE`` (Order Management, 404): the order has no capture with that id."""
+
+    error_code_match = "NO_SUCH_CAPTURE"
+
+
 class ConflictError(ApiError):
-    """409: the request does not match the session it refers to. Never retried."""
+    """409 (``CONFLICT``): the request does not match the session it refers to (Payments), or
+    conflicts with the order's current state (Order Management).
+
+    On a write with an idempotency key (every Order Management write, a recurring charge) a 409
+    may mean "another attempt with this key is still in flight": it is retried with the key,
+    and the call never ends "not done" on it (see ``klarna_async._retry``, rule 1)."""
+
+    error_code_match = "CONFLICT"
 
 
 class RateLimitedError(ApiError):
@@ -577,15 +674,41 @@ _BY_CODE: dict[str, type[ApiError]] = {
         ServerError,
         ServiceUnavailableError,
         KlarnaTimeoutError,
+        # Order Management ([DOC] S-OM error schemas' examples, and docs.klarna.com
+        # errors-in-order-management for the codes the spec does not list).
+        NotAllowedError,
+        CaptureNotAllowedError,
+        RefundNotAllowedError,
+        CancelNotAllowedError,
+        NoSuchOrderError,
+        NoSuchCaptureError,
+        ConflictError,
+        RequestTooLargeError,
+        UnprocessableEntityError,
+        InvalidAddressError,
     )
     if cls.error_code_match
 }
+# More than one code per class, Order Management's docs beyond its spec:
+# * TEMPORARILY_UNAVAILABLE: [DOC] OM's 502/503/504 code, the same meaning as KP/CT's
+#   SERVICE_UNAVAILABLE. A 503 with it is "not processed" (klarna_async._retry, rule 2); a 502
+#   or 504 stays "may have acted" whatever its code (status decides first for 5xx).
+# * UNEXPECTED_ERROR: [DOC] an OM 500 beside INTERNAL_SERVER_ERROR; a plain ServerError.
+# * NOT_FOUND with status 400: [DOC] the OM error page lists a 400 NOT_FOUND, while the OM spec
+#   answers an unknown order's refund with 404 NOT_FOUND. By its code it is a NotFoundError
+#   (``status`` keeps the 400): both are Klarna's definite "no such thing", nothing done.
+# * TOO_MANY_REQUESTS: every 429 is a RateLimitedError by status already.
+_BY_CODE["TEMPORARILY_UNAVAILABLE"] = ServiceUnavailableError
+_BY_CODE["UNEXPECTED_ERROR"] = ServerError
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     401: UnauthorizedError,
     403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
+    # [DOC] OM's error page; not in the OM spec. Any code Klarna may add lands in the family.
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
     429: RateLimitedError,
     503: ServiceUnavailableError,
 }

@@ -63,7 +63,13 @@ logger = logging.getLogger("klarna_async")
 #: its path parameter, the URL, the headers, the idempotency key and the key it is remembered
 #: by. A plain tuple: a class's constructor would be Python code that every call pays for.
 Call: TypeAlias = tuple[
-    aiohttp.ClientSession, "Endpoint", str | None, URL, Mapping[str, str], str | None, str | None
+    aiohttp.ClientSession,
+    "Endpoint",
+    str | tuple[str, ...] | None,
+    URL,
+    Mapping[str, str],
+    str | None,
+    str | None,
 ]
 
 #: Reads a success answer some other way than as a JSON model: ``(status, headers, body)`` in,
@@ -79,14 +85,18 @@ Send: TypeAlias = Callable[
 class Endpoint:
     """One Klarna operation: its name, method and path, and what repeating it can do.
 
-    ``template`` has one ``{}`` for the path parameter, named ``what`` in errors. ``secret``
-    says whether that parameter is a token that logs may show only masked.
+    ``template`` has one ``{}`` per path parameter, named ``what`` in errors: a name for one
+    parameter (the call then passes a ``str``), a tuple of names for several (Order
+    Management's ``/orders/{}/captures/{}``: the call passes a tuple of as many ``str``).
+    ``secret`` says whether the parameters are tokens that logs may show only masked.
     """
 
     __slots__ = (
+        "_parts",
         "_prefix",
         "_suffix",
         "method",
+        "names",
         "operation",
         "safety",
         "secret",
@@ -100,7 +110,7 @@ class Endpoint:
         method: str,
         template: str,
         safety: Safety,
-        what: str | None = None,
+        what: str | tuple[str, ...] | None = None,
         secret: bool = True,
     ) -> None:
         self.operation = operation
@@ -109,20 +119,35 @@ class Endpoint:
         self.what = what
         self.secret = secret
         self.template = template
+        self.names: tuple[str, ...] = (what,) if isinstance(what, str) else (what or ())
+        self._parts = template.split("{}")
+        if len(self._parts) != len(self.names) + 1:
+            raise ValueError(f"{template!r} needs one {{}} per parameter name of {what!r}")
         self._prefix, _, self._suffix = template.partition("{}")
 
     def __repr__(self) -> str:
-        return f"<Endpoint {self.operation} {self.method} {self._prefix}{{}}{self._suffix}>"
+        return f"<Endpoint {self.operation} {self.method} {self.template}>"
 
-    def path(self, param: str | None) -> str:
+    def path(self, param: str | tuple[str, ...] | None) -> str:
         if self.what is None:
             return self._prefix
-        return self._prefix + path_param(param, self.what) + self._suffix
+        if len(self.names) == 1:  # the hot path: one token
+            return self._prefix + path_param(param, self.names[0]) + self._suffix
+        if not isinstance(param, tuple) or len(param) != len(self.names):
+            raise ValueError(f"{self.operation} needs {', '.join(self.names)}")
+        parts = self._parts
+        pieces = [parts[0]]
+        for value, name, after in zip(param, self.names, parts[1:], strict=True):
+            pieces.append(path_param(value, name))
+            pieces.append(after)
+        return "".join(pieces)
 
-    def describe(self, param: str | None) -> str:
+    def describe(self, param: str | tuple[str, ...] | None) -> str:
         if param is None:
             return self.operation
-        return f"{self.operation} {mask_token(param) if self.secret else param}"
+        values = (param,) if isinstance(param, str) else param
+        shown = " ".join(mask_token(value) if self.secret else value for value in values)
+        return f"{self.operation} {shown}"
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_~-]+")
@@ -332,7 +357,10 @@ class Requester:
     # --- one call -------------------------------------------------------------------------------
 
     def prepare(
-        self, endpoint: Endpoint, param: str | None, idempotency_key: str | None = None
+        self,
+        endpoint: Endpoint,
+        param: str | tuple[str, ...] | None,
+        idempotency_key: str | None = None,
     ) -> Call:
         """Everything about a call that is checked before anything is sent: the client is open
         on this loop, the path parameter and the key are valid. Raises (``ValueError``,
@@ -354,7 +382,7 @@ class Requester:
             headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
         elif idempotency_key is not None:
             raise ValueError(f"{endpoint.operation} takes no idempotency key")
-        elif safety is Safety.SINGLE_USE_TOKEN and param is not None:
+        elif safety is Safety.SINGLE_USE_TOKEN and isinstance(param, str):
             # Remembered by a hash: the memory must not keep usable tokens.
             memory_key = "token:" + hashlib.blake2b(param.encode(), digest_size=16).hexdigest()
         # Percent-encoded already (path_param): yarl need not quote it again.
@@ -441,7 +469,7 @@ class Requester:
     def request(
         self,
         endpoint: Endpoint,
-        param: str | None,
+        param: str | tuple[str, ...] | None,
         *,
         body: bytes | None,
         model: type[T] | Reader[T],
@@ -454,7 +482,7 @@ class Requester:
     def request(
         self,
         endpoint: Endpoint,
-        param: str | None,
+        param: str | tuple[str, ...] | None,
         *,
         body: bytes | None,
         model: None,
@@ -466,7 +494,7 @@ class Requester:
     def request(
         self,
         endpoint: Endpoint,
-        param: str | None,
+        param: str | tuple[str, ...] | None,
         *,
         body: bytes | None,
         model: type[T] | Reader[T] | None,

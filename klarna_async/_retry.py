@@ -357,7 +357,7 @@ class Operation(Protocol):
     @property
     def safety(self) -> Safety: ...
 
-    def describe(self, param: str | None) -> str:
+    def describe(self, param: str | tuple[str, ...] | None) -> str:
         """The call as logs may name it (tokens masked)."""
         ...
 
@@ -419,7 +419,7 @@ class Retrier:
     async def run(
         self,
         endpoint: Operation,
-        param: str | None,
+        param: str | tuple[str, ...] | None,
         *,
         policy: RetryPolicy,
         idempotency_key: str | None,

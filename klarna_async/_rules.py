@@ -2,12 +2,13 @@
 table with our overrides) bound to the attrs classes that carry it.
 
 Built once, at import. For each request class (``SessionRequest``, ``OrderRequest``,
-``CustomerTokenRequest``, ``TokenOrderRequest``) the contract's schema is walked together with the
-class's fields: every field must have a constraint and every writable constraint a field, or the
-import fails (a field without a rule would be sent unchecked; a spec field without a model field
-could not be sent). The result is a tree of plain rule objects that two consumers read:
-``klarna_async._validation`` walks it to collect every violation, and ``klarna_async._fast_path``
-compiles it into one straight-line function per class.
+``CustomerTokenRequest``, ``TokenOrderRequest``, and Order Management's seven bodies) the
+contract's schema is walked together with the class's fields: every field must have a
+constraint and every writable constraint a field, or the import fails (a field without a rule
+would be sent unchecked; a spec field without a model field could not be sent). The result is a
+tree of plain rule objects that two consumers read: ``klarna_async._validation`` walks it to
+collect every violation, and ``klarna_async._fast_path`` compiles it into one straight-line
+function per class.
 
 Nothing here judges a value, except the three code checks (currency, country, locale) both
 consumers share.
@@ -33,6 +34,15 @@ from klarna_async._contract.overrides import (
 )
 from klarna_async._converter import field_layout
 from klarna_async._models.customer_tokens import TokenOrderRequest
+from klarna_async._models.orders import (
+    CaptureRequest,
+    CustomerDetailsUpdate,
+    ExtendDueDateRequest,
+    MerchantReferencesUpdate,
+    RefundRequest,
+    ShippingInfoUpdate,
+    UpdateAuthorizationRequest,
+)
 from klarna_async._models.payments import CustomerTokenRequest, OrderRequest, SessionRequest
 
 __all__ = [
@@ -55,12 +65,30 @@ REQUEST_SCHEMAS: Final[Mapping[type[Any], str]] = {
     OrderRequest: "payments.create_order_request",
     CustomerTokenRequest: "payments.customer_token_creation_request",
     TokenOrderRequest: "customer_token.customer_token_order",
+    CaptureRequest: "order_management.CaptureObject",
+    RefundRequest: "order_management.RefundObject",
+    UpdateAuthorizationRequest: "order_management.Update authorization",
+    MerchantReferencesUpdate: "order_management.Update merchant references",
+    CustomerDetailsUpdate: "order_management.UpdateConsumer",
+    ShippingInfoUpdate: "order_management.UpdateShippingInfo",
+    ExtendDueDateRequest: "order_management.ExtendDueDateRequest",
 }
 #: Where the amount arithmetic applies (see klarna_async._validation): per line, per order.
-LINE_SCHEMAS: Final = frozenset({"payments.order_line", "customer_token.order_line"})
-ORDER_SCHEMAS: Final = frozenset(REQUEST_SCHEMAS.values()) - {
-    "payments.customer_token_creation_request"
-}
+#: Order Management's lines follow the same formula (S-OM order_line.total_amount). Its bodies
+#: carry no order_tax_amount, and no source says a capture's or refund's amount must equal the
+#: sum of its lines, so no order sum is checked there: capture <= remaining authorized and
+#: refund <= captured need the order's state, which Klarna checks (403 CAPTURE_NOT_ALLOWED,
+#: REFUND_NOT_ALLOWED).
+LINE_SCHEMAS: Final = frozenset(
+    {"payments.order_line", "customer_token.order_line", "order_management.order_line"}
+)
+ORDER_SCHEMAS: Final = frozenset(
+    {
+        "payments.session_create",
+        "payments.create_order_request",
+        "customer_token.customer_token_order",
+    }
+)
 
 # int64 is the format of every integer in the specs that names one, and orjson cannot write
 # beyond it: an integer without a format gets these bounds too.

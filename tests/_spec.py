@@ -9,8 +9,8 @@ reference). Tests validate what the client sends, and what the fake Klarna answe
 * ``validate_response_body(spec, method, path, status, body)`` checks an answer in *read* mode.
   Error statuses for which the spec declares no body are checked against the spec's ``ErrorV2``.
 
-``spec`` is ``"payments"`` or ``"customer_token"``; ``path`` is the template as the spec writes
-it, e.g. ``/customer-token/v1/tokens/{customerToken}/order``.
+``spec`` is ``"payments"``, ``"customer_token"`` or ``"order_management"``; ``path`` is the
+template as the spec writes it, e.g. ``/customer-token/v1/tokens/{customerToken}/order``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ SPEC_DIR = Path(__file__).parent / "specs"
 SPEC_FILES = {
     "payments": "klarna-payments-api-openapi.yml",
     "customer_token": "klarna-customer-token-api-openapi.yml",
+    "order_management": "order-management-api-openapi.yml",
 }
+#: The error schema of a status the operation declares no body for: KP and CT have ErrorV2,
+#: Order Management its ErrorMessageDto (error_code, error_messages, correlation_id).
+ERROR_SCHEMAS = {"order_management": "ErrorMessageDto"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -40,7 +44,27 @@ class SpecViolation(AssertionError):
 def load_spec(spec: str) -> dict[str, Any]:
     text = (SPEC_DIR / SPEC_FILES[spec]).read_text(encoding="utf-8")
     document: dict[str, Any] = yaml.safe_load(_CONTROL.sub("", text))
+    _split_joined_enums(document)
     return document
+
+
+def _split_joined_enums(node: Any) -> None:
+    """Order Management's export writes an enum as one value of its members joined by ``|``
+    (``order_line.type``); read it as those members, as klarna_async._contract.overrides does."""
+    if isinstance(node, dict):
+        enum = node.get("enum")
+        if (
+            isinstance(enum, list)
+            and len(enum) == 1
+            and isinstance(enum[0], str)
+            and "|" in enum[0]
+        ):
+            node["enum"] = enum[0].split("|")
+        for value in node.values():
+            _split_joined_enums(value)
+    elif isinstance(node, list):
+        for item in node:
+            _split_joined_enums(item)
 
 
 def _resolve(document: dict[str, Any], node: Any, *, strict: bool) -> Any:
@@ -67,6 +91,12 @@ def _operation(spec: str, method: str, path: str) -> dict[str, Any]:
     return operation
 
 
+def has_request_body(spec: str, method: str, path: str) -> bool:
+    """Whether the operation declares a request body (Order Management's acknowledge, cancel,
+    release... POST without one)."""
+    return "requestBody" in _operation(spec, method, path)
+
+
 @functools.cache
 def request_schema(spec: str, method: str, path: str, *, strict: bool = True) -> dict[str, Any]:
     operation = _operation(spec, method, path)
@@ -77,17 +107,27 @@ def request_schema(spec: str, method: str, path: str, *, strict: bool = True) ->
 
 @functools.cache
 def response_schema(spec: str, method: str, path: str, status: int) -> dict[str, Any] | None:
-    """The schema of a response body, ``ErrorV2`` for a bodiless error status, None for none."""
+    """The schema of a response body, the API's error schema for a bodiless error status, None
+    for none.
+
+    Order Management's export declares ``application/json: {type: string}`` on some 201 and 204
+    answers: a placeholder (a 204 has no body by HTTP, and Klarna's 201 carries its id in
+    headers), read as "no body".
+    """
     document = load_spec(spec)
     responses = _operation(spec, method, path).get("responses", {})
     entry = responses.get(str(status))
     content = (entry or {}).get("content") or {}
     for media in ("application/json", "*/*"):
         if media in content and "schema" in content[media]:
-            resolved: dict[str, Any] = _resolve(document, content[media]["schema"], strict=False)
+            schema = content[media]["schema"]
+            if status in (201, 204) and schema == {"type": "string"}:
+                return None
+            resolved: dict[str, Any] = _resolve(document, schema, strict=False)
             return resolved
     if status >= 400:
-        return _resolve(document, document["components"]["schemas"]["ErrorV2"], strict=False)  # type: ignore[no-any-return]
+        name = ERROR_SCHEMAS.get(spec, "ErrorV2")
+        return _resolve(document, document["components"]["schemas"][name], strict=False)  # type: ignore[no-any-return]
     return None
 
 
@@ -154,4 +194,35 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
         "PATCH",
         "/customer-token/v1/tokens/{customerToken}/status",
     ),
+    **{
+        f"orders.{name}": (
+            "order_management",
+            method,
+            "/ordermanagement/v1/orders/{order_id}" + path,
+        )
+        for name, method, path in (
+            ("get", "GET", ""),
+            ("acknowledge", "POST", "/acknowledge"),
+            ("update_authorization", "PATCH", "/authorization"),
+            ("capture", "POST", "/captures"),
+            ("list_captures", "GET", "/captures"),
+            ("get_capture", "GET", "/captures/{capture_id}"),
+            ("extend_due_date", "PATCH", "/captures/{capture_id}/extend-due-date"),
+            (
+                "extend_due_date_options",
+                "GET",
+                "/captures/{capture_id}/extend-due-date-options",
+            ),
+            ("add_capture_shipping_info", "POST", "/captures/{capture_id}/shipping-info"),
+            ("trigger_send_out", "POST", "/captures/{capture_id}/trigger-send-out"),
+            ("update_customer_details", "PATCH", "/customer-details"),
+            ("extend_authorization_time", "POST", "/extend-authorization-time"),
+            ("update_merchant_references", "PATCH", "/merchant-references"),
+            ("refund", "POST", "/refunds"),
+            ("get_refund", "GET", "/refunds/{refund_id}"),
+            ("release_remaining_authorization", "POST", "/release-remaining-authorization"),
+            ("add_shipping_info", "POST", "/shipping-info"),
+            ("cancel", "POST", "/cancel"),
+        )
+    },
 }

@@ -46,6 +46,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("the wire contract, generated from the specs", [
         "klarna_async._contract", "klarna_async._contract.*",
     ]),
+    # Klarna's pending-order notification: parsed from bytes, checked against an order model;
+    # the resources read the order back with it. Pure: it knows the models and errors only.
+    ("notifications", ["klarna_async._notifications"]),
     ("models, errors, config", [
         "klarna_async._models", "klarna_async._models.*", "klarna_async._errors",
         "klarna_async._config",

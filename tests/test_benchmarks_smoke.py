@@ -17,7 +17,17 @@ import orjson
 import pytest
 
 import benchmarks.test_micro as micro_benchmarks
-from benchmarks import _common, breakdown, cpu, fake_scale, memory, report, soak, sweep
+from benchmarks import (
+    _common,
+    breakdown,
+    capture_many,
+    cpu,
+    fake_scale,
+    memory,
+    report,
+    soak,
+    sweep,
+)
 from benchmarks.__main__ import _suites
 from klarna_async import RetryPolicy
 
@@ -47,6 +57,7 @@ _TINY: dict[str, Callable[[], dict[str, Any]]] = {
         ),
     ),
     "breakdown": lambda: breakdown.run(charges=30, rounds=1, concurrency=4),
+    "capture_many": lambda: capture_many.run(sizes=(20, 40), concurrency=4),
     "micro": lambda: {
         "quick": True,
         "benchmarks": [

@@ -112,6 +112,9 @@ def test_every_request_body_of_the_specs_is_in_the_table() -> None:
     assert SCHEMAS["order_management.CaptureObject"].required == ("captured_amount",)
 
 
+_OM = "/ordermanagement/v1/orders/{order_id}"
+
+
 def test_the_request_models_carry_their_schemas() -> None:
     """Each request model's schema is its operation's request body."""
     operations = {
@@ -131,6 +134,18 @@ def test_the_request_models_carry_their_schemas() -> None:
             "POST",
             "/customer-token/v1/tokens/{customerToken}/order",
         ),
+        **{
+            f"order_management.{name}": ("order_management", method, _OM + path)
+            for name, method, path in (
+                ("CaptureObject", "POST", "/captures"),
+                ("RefundObject", "POST", "/refunds"),
+                ("Update authorization", "PATCH", "/authorization"),
+                ("Update merchant references", "PATCH", "/merchant-references"),
+                ("UpdateConsumer", "PATCH", "/customer-details"),
+                ("UpdateShippingInfo", "POST", "/shipping-info"),
+                ("ExtendDueDateRequest", "PATCH", "/captures/{capture_id}/extend-due-date"),
+            )
+        },
     }
     for key in REQUEST_SCHEMAS.values():
         assert REQUEST_BODIES[operations[key]] == key

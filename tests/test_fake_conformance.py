@@ -350,3 +350,218 @@ async def test_klarna_shaped_fault_answers_match_the_spec(
     klarna = set(KLARNA_SHAPED_FAULTS) | {Fault.DROP_AFTER_COMMIT, Fault.RESET_BEFORE}
     assert gateway | klarna == set(Fault)
     assert not gateway & klarna
+
+
+# -- Order Management ------------------------------------------------------------------------------
+
+_OM = "/ordermanagement/v1/orders/"
+
+
+async def exercise_order_management(api: Api, fake: FakeKlarna) -> None:
+    """Every OM endpoint through its successes and documented refusals (answers in api.log)."""
+    keys = iter(range(10_000))
+
+    async def om(name: str, method: str, path: str, body: Any = None, valid: bool = True) -> Answer:
+        headers = {} if method == "GET" else {"Klarna-Idempotency-Key": f"om-{next(keys)}"}
+        if body is not None and valid:
+            spec, _, template = OPERATIONS[f"orders.{name}"]
+            validate_request_body(spec, method, template, body)
+        return await api.call(f"orders.{name}", method, _OM + path, body, headers=headers)
+
+    address = dict(ADDRESS)
+    line = {"name": "Item", "quantity": 1, "unit_price": 6000, "total_amount": 6000}
+    info = {"shipping_company": "DHL", "shipping_method": "Home", "tracking_number": "1Z"}
+    # An order from the checkout, with addresses, lines, references, locale.
+    session_id = await api.new_session()
+    placed = await api.create_order(fake.authorize(session_id), order_body(merchant_data="m"))
+    checkout = placed.body["order_id"]
+    await om("get", "GET", checkout)
+    order = fake.add_order(amount=10_000)
+    await om("acknowledge", "POST", f"{order}/acknowledge")
+    await om("update_authorization", "PATCH", f"{order}/authorization", {"order_amount": 12_000})
+    await om("capture", "POST", f"{order}/captures", {"captured_amount": 99_000})  # 403
+    created = await om(
+        "capture",
+        "POST",
+        f"{order}/captures",
+        {"captured_amount": 6000, "order_lines": [line], "shipping_info": [info]},
+    )
+    assert created.headers["Capture-Id"] in created.headers["Location"]
+    capture = created.headers["Capture-Id"]
+    await om("capture", "POST", f"{order}/captures", {"captured_amount": "x"}, False)  # 400
+    await om("capture", "POST", "missing/captures", {"captured_amount": 1})  # 404
+    await om("list_captures", "GET", f"{order}/captures")
+    await om("list_captures", "GET", "missing/captures")
+    await om("get_capture", "GET", f"{order}/captures/{capture}")
+    await om("get_capture", "GET", f"{order}/captures/missing")
+    await om(
+        "extend_due_date_options", "GET", f"{order}/captures/{capture}/extend-due-date-options"
+    )
+    await om("extend_due_date_options", "GET", f"{order}/captures/missing/extend-due-date-options")
+    extend = f"{order}/captures/{capture}/extend-due-date"
+    await om("extend_due_date", "PATCH", extend, {"number_of_days": 14})
+    await om("extend_due_date", "PATCH", extend, {"number_of_days": 14})  # 403
+    await om(
+        "extend_due_date",
+        "PATCH",
+        f"{order}/captures/missing/extend-due-date",
+        {"number_of_days": 14},
+    )
+    shipping = {"shipping_info": [info]}
+    await om(
+        "add_capture_shipping_info", "POST", f"{order}/captures/{capture}/shipping-info", shipping
+    )
+    await om(
+        "add_capture_shipping_info", "POST", f"{order}/captures/missing/shipping-info", shipping
+    )
+    await om("trigger_send_out", "POST", f"{order}/captures/{capture}/trigger-send-out")
+    await om("trigger_send_out", "POST", f"{order}/captures/missing/trigger-send-out")
+    await om(
+        "update_customer_details",
+        "PATCH",
+        f"{order}/customer-details",
+        {"shipping_address": address},
+    )
+    await om(
+        "update_customer_details",
+        "PATCH",
+        f"{order}/customer-details",
+        {"shipping_address": {"city": "Bonn"}},
+    )  # 422
+    await om("extend_authorization_time", "POST", f"{order}/extend-authorization-time")
+    references = {"merchant_reference1": "r1", "merchant_reference2": "r2"}
+    await om("update_merchant_references", "PATCH", f"{order}/merchant-references", references)
+    refund = await om(
+        "refund",
+        "POST",
+        f"{order}/refunds",
+        {"refunded_amount": 1000, "description": "Returned", "order_lines": [line]},
+    )
+    assert refund.headers["Refund-Id"] in refund.headers["Location"]
+    await om("refund", "POST", f"{order}/refunds", {"refunded_amount": 99_000})  # 403
+    await om("refund", "POST", "missing/refunds", {"refunded_amount": 1})  # 404
+    await om("get_refund", "GET", f"{order}/refunds/{refund.headers['Refund-Id']}")
+    await om("get_refund", "GET", f"{order}/refunds/missing")
+    await om("add_shipping_info", "POST", f"{order}/shipping-info", shipping)
+    await om("add_shipping_info", "POST", "missing/shipping-info", shipping)
+    await om("cancel", "POST", f"{order}/cancel")  # 403: it has a capture
+    await om("get", "GET", order)
+    await om("release_remaining_authorization", "POST", f"{order}/release-remaining-authorization")
+    await om("release_remaining_authorization", "POST", f"{order}/release-remaining-authorization")
+    await om("update_authorization", "PATCH", f"{order}/authorization", {"order_amount": 1})  # 403
+    await om("extend_authorization_time", "POST", f"{order}/extend-authorization-time")  # 403
+    spare = fake.add_order(fraud_status="PENDING")
+    await om("get", "GET", spare)
+    await om("cancel", "POST", f"{spare}/cancel")
+    await om("update_merchant_references", "PATCH", f"{spare}/merchant-references", references)
+    await om("get", "GET", spare)
+    await om("get", "GET", "missing")
+    await om("acknowledge", "POST", "missing/acknowledge")
+
+
+async def test_every_order_management_answer_matches_the_spec(
+    api: Api, fake_klarna: FakeKlarna
+) -> None:
+    await exercise_order_management(api, fake_klarna)
+    for answer in api.log:
+        check(answer)
+    seen = {(answer.endpoint, answer.status) for answer in api.log}
+    expected = {
+        ("orders.get", 200),
+        ("orders.get", 404),
+        ("orders.acknowledge", 204),
+        ("orders.acknowledge", 404),
+        ("orders.update_authorization", 204),
+        ("orders.update_authorization", 403),
+        ("orders.capture", 201),
+        ("orders.capture", 400),
+        ("orders.capture", 403),
+        ("orders.capture", 404),
+        ("orders.list_captures", 200),
+        ("orders.list_captures", 404),
+        ("orders.get_capture", 200),
+        ("orders.get_capture", 404),
+        ("orders.extend_due_date", 204),
+        ("orders.extend_due_date", 403),
+        ("orders.extend_due_date", 404),
+        ("orders.extend_due_date_options", 200),
+        ("orders.extend_due_date_options", 404),
+        ("orders.add_capture_shipping_info", 204),
+        ("orders.add_capture_shipping_info", 404),
+        ("orders.trigger_send_out", 204),
+        ("orders.trigger_send_out", 404),
+        ("orders.update_customer_details", 204),
+        ("orders.update_customer_details", 422),
+        ("orders.extend_authorization_time", 204),
+        ("orders.extend_authorization_time", 403),
+        ("orders.update_merchant_references", 204),
+        ("orders.update_merchant_references", 403),
+        ("orders.refund", 201),
+        ("orders.refund", 403),
+        ("orders.refund", 404),
+        ("orders.get_refund", 200),
+        ("orders.get_refund", 404),
+        ("orders.release_remaining_authorization", 204),
+        ("orders.release_remaining_authorization", 403),
+        ("orders.add_shipping_info", 204),
+        ("orders.add_shipping_info", 404),
+        ("orders.cancel", 204),
+        ("orders.cancel", 403),
+    }
+    assert expected <= seen, expected - seen
+    # Every OM operation of the spec is one the fake serves and this test reached.
+    operations = {name for name, (spec, _, _) in OPERATIONS.items() if spec == "order_management"}
+    assert 18 == len(operations) == len({endpoint for endpoint, _ in seen} & operations)
+
+
+_om_keys = st.sampled_from(
+    [
+        "captured_amount",
+        "refunded_amount",
+        "order_amount",
+        "order_lines",
+        "shipping_info",
+        "shipping_address",
+        "merchant_reference1",
+        "number_of_days",
+        "description",
+        "reference",
+    ]
+)
+_om_bodies = st.dictionaries(_om_keys, _json | st.lists(_line, min_size=1, max_size=3), max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_om_bodies)
+def test_arbitrary_bodies_never_crash_order_management(body: dict[str, Any]) -> None:
+    from klarna_async.testing._orders import OrderBook
+
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
+    book = OrderBook(clock, Ledger(keep_requests=0))
+    book.add_placed(
+        {"order_id": "o", "amount": 1000, "currency": "EUR", "created_at": clock.time()}
+    )
+    book.capture("o", {"captured_amount": 100}, "k", "http://fake")
+    capture_id = book.orders["o"].captures[0].capture_id
+    calls: list[Callable[[], Reply]] = [
+        lambda: book.capture("o", body, "k2", "http://fake"),
+        lambda: book.refund("o", body, "k3", "http://fake"),
+        lambda: book.update_authorization("o", body),
+        lambda: book.update_merchant_references("o", body),
+        lambda: book.update_customer_details("o", body),
+        lambda: book.add_shipping_info("o", body),
+        lambda: book.add_capture_shipping_info("o", capture_id, body),
+        lambda: book.extend_due_date("o", capture_id, body),
+    ]
+    for call in calls:
+        refused: ApiError | None = None
+        try:
+            reply = call()
+        except ApiError as raised:
+            refused = raised
+        if refused is not None:
+            assert 400 <= refused.status < 500
+            assert refused.error_code.isupper()
+        else:
+            assert reply.status in (201, 204)
+    assert book.orders["o"].to_json(clock.time())["order_id"] == "o"

@@ -26,22 +26,29 @@ from klarna_async import (
     AuthorizedPaymentMethod,
     AuthorizedPaymentMethodType,
     BadValueError,
+    CaptureRequest,
+    CustomerDetailsUpdate,
     CustomerTokenCreated,
     FraudStatus,
     Intent,
     InvalidOperationError,
     KlarnaClient,
+    MerchantReferencesUpdate,
     NotFoundError,
     Order,
     OrderLine,
     OrderLineType,
     PaymentMethodFailedError,
     PaymentMethodType,
+    RefundRequest,
     RejectedError,
     RetryPolicy,
     Session,
     SessionCreated,
     SessionStatus,
+    ShippingInfo,
+    ShippingInfoUpdate,
+    ShippingMethod,
     TokenCanceledError,
     TokenNotFoundError,
     TokenOrderRequest,
@@ -49,11 +56,12 @@ from klarna_async import (
     TokenSuspendedError,
     UnauthorizedError,
     UnavailablePaymentMethodError,
+    UpdateAuthorizationRequest,
     derive_idempotency_key,
 )
 from klarna_async.testing import FakeKlarna
 from tests import samples
-from tests._spec import OPERATIONS, validate_request_body
+from tests._spec import OPERATIONS, has_request_body, validate_request_body
 
 POLICY = RetryPolicy(max_attempts=3, initial_delay=0, max_delay=0, deadline=5, attempt_timeout=2)
 NAMESPACE = "klarna-async-flow-tests"
@@ -70,13 +78,14 @@ class Env:
 def check_bodies_against_spec(fake: FakeKlarna) -> int:
     """Validate every logged request body (raw bytes) against its operation's spec schema.
 
-    Bodiless operations (GET, DELETE) must have sent nothing. Returns how many were checked.
+    Bodiless operations (GET, DELETE, Order Management's POSTs without a request body) must
+    have sent nothing. Returns how many were checked.
     """
     checked = 0
     for record in fake.ledger.requests:
         spec, method, template = OPERATIONS[record.endpoint]
         assert method == record.method, record.endpoint
-        if method in ("GET", "DELETE"):
+        if method in ("GET", "DELETE") or not has_request_body(spec, method, template):
             assert b"" == record.body, record.endpoint
             continue
         validate_request_body(spec, method, template, orjson.loads(record.body))
@@ -585,6 +594,67 @@ class TestCredentials:
         assert {401} == {r.status for r in env.fake.ledger.requests}
 
 
+async def every_order_management_operation(env: Env) -> None:
+    """Each of the 18 Order Management operations once, with full bodies where they take one."""
+    orders = env.client.orders
+    order_id = env.fake.add_order(amount=5_000)
+    line = OrderLine(
+        type=OrderLineType.PHYSICAL,
+        name="Battery",
+        quantity=2,
+        unit_price=1_000,
+        total_amount=2_000,
+        tax_rate=2_500,
+        total_tax_amount=400,
+        reference="B-1",
+    )
+    shipping = ShippingInfo(
+        shipping_company="DHL",
+        shipping_method=ShippingMethod.PICK_UP_POINT,
+        tracking_number="1Z9",
+        tracking_uri="https://track.example/1Z9",
+    )
+    await orders.get(order_id)
+    await orders.acknowledge(order_id)
+    await orders.update_authorization(
+        order_id,
+        UpdateAuthorizationRequest(order_amount=4_000, description="less", order_lines=(line,) * 2),
+    )
+    capture_id = await orders.capture(
+        order_id,
+        CaptureRequest(
+            captured_amount=2_000,
+            description="parcel 1",
+            reference="P-1",
+            shipping_delay=1,
+            order_lines=(line,),
+            shipping_info=(shipping,),
+        ),
+    )
+    await orders.list_captures(order_id)
+    await orders.get_capture(order_id, capture_id)
+    await orders.extend_due_date_options(order_id, capture_id)
+    await orders.extend_due_date(order_id, capture_id, 14)
+    await orders.add_capture_shipping_info(
+        order_id, capture_id, ShippingInfoUpdate(shipping_info=(shipping,))
+    )
+    await orders.trigger_send_out(order_id, capture_id)
+    await orders.update_customer_details(
+        order_id, CustomerDetailsUpdate(shipping_address=samples.US_ADDRESS)
+    )
+    await orders.extend_authorization_time(order_id)
+    await orders.update_merchant_references(
+        order_id, MerchantReferencesUpdate(merchant_reference1="a", merchant_reference2="b")
+    )
+    refund_id = await orders.refund(
+        order_id, RefundRequest(refunded_amount=500, reference="R-1", order_lines=(line,))
+    )
+    await orders.get_refund(order_id, refund_id)
+    await orders.add_shipping_info(order_id, ShippingInfoUpdate(shipping_info=(shipping,)))
+    await orders.release_remaining_authorization(order_id)
+    await orders.cancel(env.fake.add_order())
+
+
 class TestWireContract:
     async def test_every_request_body_matches_the_spec(self, env: Env) -> None:
         """Every body the client sends on every endpoint, as raw bytes on the wire, validates
@@ -604,7 +674,8 @@ class TestWireContract:
         await env.client.customer_tokens.cancel(created.token_id)
         _, other = await authorized_session(env)
         await env.client.payments.cancel_authorization(other)
+        await every_order_management_operation(env)
 
         assert set(OPERATIONS) == set(env.fake.ledger.request_counts)
         assert 2 == count(env.fake, "payments.create_session")
-        assert 7 == check_bodies_against_spec(env.fake)
+        assert 7 + 8 == check_bodies_against_spec(env.fake)

@@ -76,6 +76,31 @@ SHOWN = {
     ),
     ("SessionRequest", "design"),
     ("Session", "design"),
+    # Order Management: ids, Klarna's and the merchant's references, the merchant's own texts.
+    *(
+        ("OrderManagementOrder", name)
+        for name in (
+            "order_id",
+            "purchase_currency",
+            "purchase_country",
+            "locale",
+            "klarna_reference",
+            "merchant_reference1",
+            "merchant_reference2",
+        )
+    ),
+    *(("Capture", name) for name in ("capture_id", "description", "klarna_reference", "reference")),
+    *(("Refund", name) for name in ("refund_id", "description", "reference")),
+    *(("CaptureRequest", name) for name in ("description", "reference")),
+    *(("RefundRequest", name) for name in ("description", "reference")),
+    ("UpdateAuthorizationRequest", "description"),
+    ("MerchantReferencesUpdate", "merchant_reference1"),
+    ("MerchantReferencesUpdate", "merchant_reference2"),
+    ("ShippingInfo", "shipping_company"),
+    ("ShippingInfo", "return_shipping_company"),
+    ("ExtendDueDateOptions", "currency"),
+    ("InitialPaymentMethod", "type"),
+    ("InitialPaymentMethod", "description"),
 }
 #: Tokens, and references that stand for one: '****' and the last four characters.
 TOKENS = {
@@ -86,7 +111,13 @@ TOKENS = {
     ("Session", "authorization_token"),
 }
 #: URLs that may carry a token: the host only.
-URLS = {("CustomerTokenCreated", "redirect_url"), ("Order", "redirect_url")}
+URLS = {
+    ("CustomerTokenCreated", "redirect_url"),
+    ("Order", "redirect_url"),
+    # A tracking link leads to a person's parcel (and address): the host only.
+    ("ShippingInfo", "tracking_uri"),
+    ("ShippingInfo", "return_tracking_uri"),
+}
 
 
 def build(cls: type[Any], samples: list[tuple[str, str, str]]) -> Any:

@@ -89,6 +89,15 @@ OVERRIDES: Final[tuple[Override, ...]] = (
         "recurring order must repeat) says 1 to 255 characters.",
         source="S-PAY subscription.name",
     ),
+    Override(
+        "order_management.CaptureObject",
+        "captured_amount",
+        spec=Integer(minimum=0, maximum=200000000, format="int64"),
+        ours=Integer(minimum=1, maximum=200000000, format="int64"),
+        reason="A capture of 0 captures nothing and would still use up an idempotency key; the "
+        "OM spec's own Capture schema (what Klarna answers for a capture) says minimum 1.",
+        source="S-OM Capture.captured_amount",
+    ),
     # --- fields Klarna's docs send and the spec exports lack ---
     Override(
         "payments.customer_token_creation_request",

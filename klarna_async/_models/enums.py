@@ -21,15 +21,18 @@ from typing import Any, Self
 __all__ = [
     "AcquiringChannel",
     "AuthorizedPaymentMethodType",
+    "FraudEvent",
     "FraudStatus",
     "IntendedUse",
     "Intent",
     "Interval",
     "OpenStrEnum",
     "OrderLineType",
+    "OrderStatus",
     "OrganizationEntityType",
     "PaymentMethodType",
     "SessionStatus",
+    "ShippingMethod",
     "TokenStatus",
 ]
 
@@ -140,6 +143,52 @@ class FraudStatus(OpenStrEnum):
     REJECTED = "REJECTED"
 
 
+class OrderStatus(OpenStrEnum):
+    """Order Management ``order.status``: where an order is in its life.
+
+    ``AUTHORIZED`` (nothing captured), ``PART_CAPTURED``, ``CAPTURED`` (all of the order
+    amount), ``CANCELLED``, ``EXPIRED`` (the authorization lapsed with nothing captured),
+    ``CLOSED`` (the rest of the authorization released). Refunds do not change it: they show in
+    ``refunded_amount``.
+    """
+
+    AUTHORIZED = "AUTHORIZED"
+    PART_CAPTURED = "PART_CAPTURED"
+    CAPTURED = "CAPTURED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    CLOSED = "CLOSED"
+
+
+class ShippingMethod(_CaseInsensitiveOpenStrEnum):
+    """Order Management ``shipping_info.shipping_method``."""
+
+    PICK_UP_STORE = "PickUpStore"
+    HOME = "Home"
+    BOX_REG = "BoxReg"
+    BOX_UNREG = "BoxUnreg"
+    PICK_UP_POINT = "PickUpPoint"
+    OWN = "Own"
+    POSTAL = "Postal"
+    DHL_PACKSTATION = "DHLPackstation"
+    DIGITAL = "Digital"
+    UNDEFINED = "Undefined"
+    PICK_UP_WAREHOUSE = "PickUpWarehouse"
+    CLICK_COLLECT = "ClickCollect"
+    PALLET_DELIVERY = "PalletDelivery"
+
+
+class FraudEvent(OpenStrEnum):
+    """``event_type`` of Klarna's notification about a pending order's fraud review."""
+
+    #: Klarna accepted the order: it may be captured and shipped.
+    FRAUD_RISK_ACCEPTED = "FRAUD_RISK_ACCEPTED"
+    #: Klarna rejected the order: do not ship; it is cancelled.
+    FRAUD_RISK_REJECTED = "FRAUD_RISK_REJECTED"
+    #: Klarna stopped an order it had accepted: do not ship (stop the delivery if you can).
+    FRAUD_RISK_STOPPED = "FRAUD_RISK_STOPPED"
+
+
 class IntendedUse(_CaseInsensitiveOpenStrEnum):
     """``customer_token_creation_request.intended_use``."""
 
@@ -246,6 +295,24 @@ def as_order_line_type(value: OrderLineType | str | None) -> OrderLineType | Non
 def as_fraud_status(value: FraudStatus | str | None) -> FraudStatus | None:
     if value.__class__ is not FraudStatus and isinstance(value, str):
         return FraudStatus(value)
+    return value
+
+
+def as_order_status(value: OrderStatus | str) -> OrderStatus:
+    if value.__class__ is not OrderStatus and isinstance(value, str):
+        return OrderStatus(value)
+    return value
+
+
+def as_shipping_method(value: ShippingMethod | str | None) -> ShippingMethod | None:
+    if value.__class__ is not ShippingMethod and isinstance(value, str):
+        return ShippingMethod(value)
+    return value
+
+
+def as_fraud_event(value: FraudEvent | str) -> FraudEvent:
+    if value.__class__ is not FraudEvent and isinstance(value, str):
+        return FraudEvent(value)
     return value
 
 

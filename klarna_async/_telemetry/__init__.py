@@ -42,7 +42,9 @@ class Telemetry:
       ``klarna.customer_tokens.create_order``), with ``klarna.operation``, ``klarna.region``,
       ``klarna.environment``, ``klarna.outcome`` (a charge, i.e. an order placed by
       ``customer_tokens.create_order`` or ``payments.create_order``: ``placed``, ``declined``,
-      ``retryable`` or ``unknown``, as a :class:`ChargeResult` would say; any other call:
+      ``retryable`` or ``unknown``, as a :class:`ChargeResult` would say; a capture or refund
+      (``orders.capture``, ``orders.refund``): ``captured`` / ``refunded``, else ``declined``,
+      ``retryable`` or ``unknown``, as a :class:`CaptureResult` would say; any other call:
       ``ok``, ``error``, or ``unknown`` when it may have acted), ``klarna.attempts``, and when
       known ``klarna.error_code``, ``klarna.correlation_id``, ``klarna.order_id`` and
       ``error.type``; waits before a retry (``backoff``, ``server_rate_limit``) and the rate

@@ -55,6 +55,9 @@ SCOPE = "klarna_async"
 _PLACEHOLDERS = {"customer_token": "customerToken", "authorization_token": "authorizationToken"}
 #: The operations that place an order: their outcome is a ChargeStatus.
 CHARGES = frozenset({"customer_tokens.create_order", "payments.create_order"})
+#: The Order Management writes that move money: their outcome is what a CaptureResult would
+#: say (``captured`` / ``refunded`` on success; ``declined``, ``retryable`` or ``unknown``).
+MONEY_MOVES = {"orders.capture": "captured", "orders.refund": "refunded"}
 _CORRELATION_HEADER = "Klarna-Correlation-Id"
 #: The bucket boundaries the stable HTTP conventions advise for http.client.request.duration.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
@@ -66,10 +69,11 @@ _SUPPRESS_HTTP = getattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", Non
 
 def url_template(endpoint: Endpoint) -> str:
     """The endpoint's path with its parameter as Klarna's placeholder, never a value."""
-    if endpoint.what is None:
-        return endpoint.template
-    name = _PLACEHOLDERS.get(endpoint.what, endpoint.what)
-    return endpoint.template.replace("{}", "{" + name + "}")
+    template = endpoint.template
+    for what in endpoint.names:  # in order: /orders/{order_id}/captures/{capture_id}
+        name = _PLACEHOLDERS.get(what, what)
+        template = template.replace("{}", "{" + name + "}", 1)
+    return template
 
 
 def _error_type(error: BaseException) -> str:
@@ -104,13 +108,17 @@ class _Route:
         "client_attributes",
         "client_name",
         "duration_attributes",
+        "four_way",
         "operation",
+        "success",
     )
 
     def __init__(self, endpoint: Endpoint, owner: ClientObserver) -> None:
         template = url_template(endpoint)
         self.operation = endpoint.operation
         self.charge = endpoint.operation in CHARGES
+        self.success = "placed" if self.charge else MONEY_MOVES.get(endpoint.operation, "ok")
+        self.four_way = self.charge or endpoint.operation in MONEY_MOVES
         self.call_name = "klarna." + endpoint.operation
         self.call_attributes: Attributes = {
             "klarna.operation": endpoint.operation,
@@ -362,7 +370,7 @@ class _Call:
             if not self._span.is_recording():
                 return  # (finally: ended all the same)
             attributes: Attributes = {
-                "klarna.outcome": "placed" if self._route.charge else "ok",
+                "klarna.outcome": self._route.success,
                 "klarna.attempts": self.attempts,
             }
             order_id = getattr(result, "order_id", None)
@@ -379,8 +387,8 @@ class _Call:
     def failed(self, error: BaseException) -> None:
         try:
             route = self._route
-            if route.charge:
-                # What the batch runner's ChargeResult.status says of the same error.
+            if route.four_way:
+                # What the batch runner's ChargeResult (CaptureResult) status says of it.
                 outcome = status_of(error).value
             else:
                 outcome = "unknown" if isinstance(error, OutcomeUnknownError) else "error"

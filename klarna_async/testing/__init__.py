@@ -1,7 +1,10 @@
 """``klarna_async.testing``: a stateful fake Klarna that speaks HTTP, for tests and demos.
 
 The fake implements Klarna's Payments API v1 (sessions, one-time orders, customer-token creation,
-cancelling authorizations) and Customer Token API v1 (read, charge, cancel) with real state,
+cancelling authorizations), Customer Token API v1 (read, charge, cancel) and Order Management
+API v1 (every order placed appears there; captures, refunds, cancel, release, extend, updates,
+pending orders decided by :meth:`FakeKlarna.decide_fraud`, which POSTs Klarna's notification; see
+:mod:`._orders`) with real state,
 documented errors, HTTP Basic auth, ``Klarna-Idempotency-Key`` replay, an optional rate limit,
 reproducible fault injection and a ledger of everything that happened. It knows only HTTP and
 Klarna's specs: it imports nothing from the client in ``klarna_async``.
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from klarna_async.testing._clock import FakeClock
     from klarna_async.testing._faults import Fault, FaultInjector, FaultRates
     from klarna_async.testing._ledger import Ledger, OrderRecord, RequestRecord, TokenRecord
+    from klarna_async.testing._orders import OmOrder
     from klarna_async.testing._state import AuthorizationDeclined
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "FaultInjector",
     "FaultRates",
     "Ledger",
+    "OmOrder",
     "OrderRecord",
     "RequestRecord",
     "TokenRecord",
@@ -79,6 +84,7 @@ _HOMES = {
     "FaultInjector": "_faults",
     "FaultRates": "_faults",
     "Ledger": "_ledger",
+    "OmOrder": "_orders",
     "OrderRecord": "_ledger",
     "RequestRecord": "_ledger",
     "TokenRecord": "_ledger",

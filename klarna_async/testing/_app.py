@@ -48,6 +48,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -63,6 +64,7 @@ from klarna_async.testing._faults import (
     check_endpoint,
 )
 from klarna_async.testing._ledger import Ledger, RequestRecord
+from klarna_async.testing._orders import FRAUD_DECISIONS, OmOrder, OrderBook
 from klarna_async.testing._state import (
     ApiError,
     AuthorizationDeclined,
@@ -94,6 +96,50 @@ ROUTES: Final = (
     ("GET", "/customer-token/v1/tokens/{token}", "customer_tokens.get", False),
     ("POST", "/customer-token/v1/tokens/{token}/order", "customer_tokens.create_order", True),
     ("PATCH", "/customer-token/v1/tokens/{token}/status", "customer_tokens.cancel", True),
+    *(
+        (method, "/ordermanagement/v1/orders/{order_id}" + path, "orders." + name, has_body)
+        for method, path, name, has_body in (
+            ("GET", "", "get", False),
+            ("POST", "/acknowledge", "acknowledge", False),
+            ("PATCH", "/authorization", "update_authorization", True),
+            ("POST", "/captures", "capture", True),
+            ("GET", "/captures", "list_captures", False),
+            ("GET", "/captures/{capture_id}", "get_capture", False),
+            ("PATCH", "/captures/{capture_id}/extend-due-date", "extend_due_date", True),
+            (
+                "GET",
+                "/captures/{capture_id}/extend-due-date-options",
+                "extend_due_date_options",
+                False,
+            ),
+            (
+                "POST",
+                "/captures/{capture_id}/shipping-info",
+                "add_capture_shipping_info",
+                True,
+            ),
+            ("POST", "/captures/{capture_id}/trigger-send-out", "trigger_send_out", False),
+            ("PATCH", "/customer-details", "update_customer_details", True),
+            ("POST", "/extend-authorization-time", "extend_authorization_time", False),
+            ("PATCH", "/merchant-references", "update_merchant_references", True),
+            ("POST", "/refunds", "refund", True),
+            ("GET", "/refunds/{refund_id}", "get_refund", False),
+            (
+                "POST",
+                "/release-remaining-authorization",
+                "release_remaining_authorization",
+                False,
+            ),
+            ("POST", "/shipping-info", "add_shipping_info", True),
+            ("POST", "/cancel", "cancel", False),
+        )
+    ),
+)
+#: The writes Klarna deduplicates by ``Klarna-Idempotency-Key`` (the endpoints whose spec
+#: declares it): recurring orders and every Order Management POST and PATCH.
+KEYED: Final = frozenset(
+    {CT_ORDER}
+    | {name for method, _, name, _ in ROUTES if name.startswith("orders.") and method != "GET"}
 )
 
 _Processor = Callable[[dict[str, str], Any, "str | None", str], Reply]
@@ -163,7 +209,7 @@ class _Call:
     @property
     def idempotent_key(self) -> str | None:
         """The key, if this request is one Klarna deduplicates by it."""
-        return self.key if self.name == CT_ORDER else None
+        return self.key if self.name in KEYED else None
 
 
 class FakeKlarna:
@@ -243,7 +289,83 @@ class FakeKlarna:
             ),
             "customer_tokens.cancel": lambda m, b, k, u: self.state.cancel_token(m["token"], b),
         }
+        self.orders = OrderBook(self.clock, self.ledger, keep_orders)
+        """Order Management's state (see :mod:`._orders`); :meth:`om_order` reads one order."""
+        self.state.order_listeners.append(self.orders.add_placed)
+        self.notifications: list[dict[str, Any]] = []
+        """Every pending-order notification the fake sent: order_id, url, event_type, status
+        (the merchant's HTTP status, None if it could not be delivered), error."""
+        self._processors.update(self._om_processors(check_only=False))
+        self._om_checks = self._om_processors(check_only=True)
         self.app = self._make_app()
+
+    def _om_processors(self, *, check_only: bool) -> dict[str, _Processor]:
+        """Order Management's endpoints; with ``check_only`` the checks a server may make
+        before its idempotency layer (``check_order="state_first"``), changing nothing."""
+        book = self.orders
+        c = check_only
+        processors: dict[str, _Processor] = {
+            "orders.acknowledge": lambda m, b, k, u: book.acknowledge(
+                m["order_id"], b, check_only=c
+            ),
+            "orders.update_authorization": (
+                lambda m, b, k, u: book.update_authorization(m["order_id"], b, check_only=c)
+            ),
+            "orders.capture": lambda m, b, k, u: book.capture(m["order_id"], b, k, u, check_only=c),
+            "orders.extend_due_date": (
+                lambda m, b, k, u: book.extend_due_date(
+                    m["order_id"], m["capture_id"], b, check_only=c
+                )
+            ),
+            "orders.add_capture_shipping_info": (
+                lambda m, b, k, u: book.add_capture_shipping_info(
+                    m["order_id"], m["capture_id"], b, check_only=c
+                )
+            ),
+            "orders.trigger_send_out": (
+                lambda m, b, k, u: book.trigger_send_out(
+                    m["order_id"], m["capture_id"], b, check_only=c
+                )
+            ),
+            "orders.update_customer_details": (
+                lambda m, b, k, u: book.update_customer_details(m["order_id"], b, check_only=c)
+            ),
+            "orders.extend_authorization_time": (
+                lambda m, b, k, u: book.extend_authorization_time(m["order_id"], b, check_only=c)
+            ),
+            "orders.update_merchant_references": (
+                lambda m, b, k, u: book.update_merchant_references(m["order_id"], b, check_only=c)
+            ),
+            "orders.refund": lambda m, b, k, u: book.refund(m["order_id"], b, k, u, check_only=c),
+            "orders.release_remaining_authorization": (
+                lambda m, b, k, u: book.release_remaining_authorization(
+                    m["order_id"], b, check_only=c
+                )
+            ),
+            "orders.add_shipping_info": (
+                lambda m, b, k, u: book.add_shipping_info(m["order_id"], b, check_only=c)
+            ),
+            "orders.cancel": lambda m, b, k, u: book.cancel(m["order_id"], b, check_only=c),
+        }
+        if not check_only:
+            processors.update(
+                {
+                    "orders.get": lambda m, b, k, u: book.get(m["order_id"]),
+                    "orders.list_captures": lambda m, b, k, u: book.list_captures(m["order_id"]),
+                    "orders.get_capture": (
+                        lambda m, b, k, u: book.get_capture(m["order_id"], m["capture_id"])
+                    ),
+                    "orders.extend_due_date_options": (
+                        lambda m, b, k, u: book.extend_due_date_options(
+                            m["order_id"], m["capture_id"]
+                        )
+                    ),
+                    "orders.get_refund": (
+                        lambda m, b, k, u: book.get_refund(m["order_id"], m["refund_id"])
+                    ),
+                }
+            )
+        return processors
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -319,6 +441,8 @@ class FakeKlarna:
     def reset(self) -> None:
         """Forget sessions, tokens, orders, the ledger, faults, clock advances, rate window."""
         self.state.reset()
+        self.orders.reset()
+        self.notifications.clear()
         self.ledger.clear()
         self.faults.reset()
         self.clock.reset()
@@ -369,6 +493,99 @@ class FakeKlarna:
             purchase_country=purchase_country,
             payment_method_type=payment_method_type,
         )
+
+    def add_order(
+        self,
+        *,
+        amount: int = 10_000,
+        currency: str = "EUR",
+        country: str = "DE",
+        fraud_status: str = "ACCEPTED",
+        auto_capture: bool = False,
+        order_id: str | None = None,
+        notification_url: str | None = None,
+        payment_method: str = "invoice",
+        order_lines: list[dict[str, Any]] | None = None,
+        merchant_reference1: str | None = None,
+    ) -> str:
+        """An order in Order Management without the checkout dance; returns its id.
+
+        ``order_lines`` default to one physical line of ``amount``. ``fraud_status``
+        ``"PENDING"`` waits for :meth:`decide_fraud`. ``order_id`` may be chosen (a batch
+        benchmark derives ids instead of holding them).
+        """
+        if fraud_status not in ("ACCEPTED", "PENDING", "REJECTED"):
+            raise ValueError("fraud_status must be ACCEPTED, PENDING or REJECTED")
+        checked: object = amount  # a control's JSON may carry anything
+        if isinstance(checked, bool) or not isinstance(checked, int) or not 0 < amount <= 2 * 10**8:
+            raise ValueError("amount must be an int in 1..200000000")
+        if order_lines is None:
+            order_lines = [
+                {
+                    "type": "physical",
+                    "name": "Fake item",
+                    "quantity": 1,
+                    "unit_price": amount,
+                    "total_amount": amount,
+                    "tax_rate": 0,
+                    "total_tax_amount": 0,
+                }
+            ]
+        chosen = order_id if order_id is not None else self.ledger.new_order_id()
+        if chosen in self.orders.orders:
+            raise ValueError(f"order {chosen!r} exists already")
+        self.orders.add_placed(
+            {
+                "order_id": chosen,
+                "amount": amount,
+                "currency": currency.upper(),
+                "country": country.upper(),
+                "order_lines": order_lines,
+                "fraud_status": fraud_status,
+                "auto_capture": auto_capture,
+                "notification": notification_url,
+                "payment_method": payment_method,
+                "merchant_reference1": merchant_reference1,
+                "created_at": self.clock.time(),
+            }
+        )
+        return chosen
+
+    def om_order(self, order_id: str) -> OmOrder:
+        """Order Management's state of one order (KeyError if unknown): the witness of
+        captures, refunds and status (``.status(fake.clock.time())``, ``.captured``...)."""
+        return self.orders.orders[order_id]
+
+    async def decide_fraud(self, order_id: str, decision: str = "accepted") -> int | None:
+        """Klarna's review of a pending order ends: ``"accepted"``, ``"rejected"`` or
+        ``"stopped"`` (see :mod:`._orders`). Then the fake POSTs Klarna's notification to the
+        order's ``merchant_urls.notification`` and returns the merchant's HTTP status (None
+        when the order has no notification URL or the POST failed; see
+        :attr:`notifications`).
+        """
+        url, body = self.orders.decide_fraud(order_id, decision)
+        event = orjson.loads(body)["event_type"]
+        delivery: dict[str, Any] = {
+            "order_id": order_id,
+            "url": url,
+            "event_type": event,
+            "status": None,
+            "error": None,
+        }
+        self.notifications.append(delivery)
+        if url is None:
+            return None
+        try:
+            timeout = aiohttp.ClientTimeout(total=10)
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                headers = {"Content-Type": "application/json", "User-Agent": "FakeKlarna"}
+                async with http.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    delivery["status"] = answer.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            delivery["error"] = type(error).__name__
+        status: int | None = delivery["status"]
+        return status
 
     def suspend_token(self, token_id: str) -> None:
         """Klarna suspended the token: orders answer 403 ``TOKEN_SUSPENDED``."""
@@ -542,8 +759,12 @@ class FakeKlarna:
             # Checks a server may make before its idempotency layer: their errors are not
             # stored under the key, and nothing is committed.
             try:
-                payload = self._parse(call.request, call.raw)
-                self.state.check_token_order(call.request.match_info["token"], payload)
+                if call.has_body:
+                    payload = self._parse(call.request, call.raw)
+                if name == CT_ORDER:
+                    self.state.check_token_order(call.request.match_info["token"], payload)
+                else:
+                    self._om_checks[name](call.request.match_info, payload, key, "")
             except ApiError as error:
                 refusal = _error_body(error.error_code, error.messages, call.correlation_id)
                 return self._send(
@@ -562,11 +783,12 @@ class FakeKlarna:
                     stored.body,
                     stored.correlation_id,
                     stored.error_code,
-                    call.extra,
+                    _merged(call.extra, stored.headers),
                 )
         status: int
         body: bytes
         error_code: str | None = None
+        own_headers: dict[str, str] | None = None
         try:
             if call.has_body and payload is None:
                 payload = self._parse(call.request, call.raw)
@@ -574,19 +796,23 @@ class FakeKlarna:
                 call.request.match_info, payload, call.key, self._base_url(call.request)
             )
             status = reply.status
+            own_headers = reply.headers
             if reply.payload is None:
                 body = b""
             else:
                 body = orjson.dumps(reply.payload)
-                if status == 200 and name in _ORDER_ENDPOINTS:
+                if status == 200 and name in _ORDER_ENDPOINTS and isinstance(reply.payload, dict):
                     record.order_id = reply.payload.get("order_id")
         except ApiError as error:
             status = error.status
             error_code = error.error_code
             body = _error_body(error.error_code, error.messages, call.correlation_id)
         if key is not None:
-            self.state.idempotency.put(key, now, status, body, call.correlation_id, error_code)
-        return self._send(record, status, body, call.correlation_id, error_code, call.extra)
+            self.state.idempotency.put(
+                key, now, status, body, call.correlation_id, error_code, own_headers
+            )
+        extra = _merged(call.extra, own_headers)
+        return self._send(record, status, body, call.correlation_id, error_code, extra)
 
     # -- fault answers --------------------------------------------------------------------
 
@@ -846,6 +1072,57 @@ class FakeKlarna:
             return _json({"error": str(bad)}, 400)
         return _json({"token_id": token_id, field: getattr(self.state.tokens[token_id], field)})
 
+    async def _control_add_order(self, request: web.Request) -> web.Response:
+        body = await _control_body(request)
+        options = {
+            key: body[key]
+            for key in (
+                "amount",
+                "currency",
+                "country",
+                "fraud_status",
+                "auto_capture",
+                "order_id",
+                "notification_url",
+                "payment_method",
+                "order_lines",
+                "merchant_reference1",
+            )
+            if key in body
+        }
+        count = body.get("count", 1)
+        prefix = body.get("order_id_prefix")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1_000_000:
+            return _json({"error": "count must be an integer in 1..1000000"}, 400)
+        if count > 1 and ("order_id" in options or not isinstance(prefix, str)):
+            return _json({"error": "several orders need order_id_prefix (not order_id)"}, 400)
+        ids: list[str] = []
+        try:
+            for number in range(count):
+                if count > 1:
+                    options["order_id"] = f"{prefix}{number}"
+                ids.append(self.add_order(**options))
+        except (TypeError, ValueError) as bad:
+            return _json({"error": str(bad)}, 400)
+        return _json({"order_ids": ids[:1000], "count": count})
+
+    async def _control_decide_fraud(self, request: web.Request) -> web.Response:
+        body = await _control_body(request)
+        decision = body.get("decision", "accepted")
+        order_id = request.match_info["order_id"]
+        if decision not in FRAUD_DECISIONS:
+            return _json({"error": f"decision must be one of {sorted(FRAUD_DECISIONS)}"}, 400)
+        try:
+            status = await self.decide_fraud(order_id, decision)
+        except KeyError as missing:
+            return _json({"error": str(missing.args[0])}, 404)
+        except ValueError as bad:
+            return _json({"error": str(bad)}, 409)
+        return _json({"notification": self.notifications[-1], "merchant_status": status})
+
+    async def _control_notifications(self, request: web.Request) -> web.Response:
+        return _json({"notifications": self.notifications})
+
     async def _control_clock(self, request: web.Request) -> web.Response:
         body = await _control_body(request)
         seconds = body.get("seconds")
@@ -934,6 +1211,27 @@ CONTROLS: Final = (
         "/_fake/customer-tokens/{token}/outcome",
         "_control_token_outcome",
         '{"outcome": "ok"|"pending"|"failed"|"unavailable"}: what charging the token does',
+    ),
+    (
+        "POST",
+        "/_fake/orders",
+        "_control_add_order",
+        'an order in Order Management: {"amount"?, "currency"?, "fraud_status"?, '
+        '"auto_capture"?, "notification_url"?, "order_id"?, "count"?, "order_id_prefix"?} '
+        '-> {"order_ids", "count"} (count > 1: ids are order_id_prefix + 0, 1, ...)',
+    ),
+    (
+        "POST",
+        "/_fake/orders/{order_id}/fraud-decision",
+        "_control_decide_fraud",
+        '{"decision": "accepted"|"rejected"|"stopped"}: a pending order\'s review ends; the '
+        "fake POSTs Klarna's notification to its merchant_urls.notification",
+    ),
+    (
+        "GET",
+        "/_fake/notifications",
+        "_control_notifications",
+        "every pending-order notification sent, with the merchant's answer",
     ),
     (
         "POST",
@@ -1056,6 +1354,12 @@ def apply_fault_config(faults: FaultInjector, config: dict[str, Any]) -> None:
     for endpoint, parsed in scripts.items():
         faults.script(endpoint, parsed)
     faults.set_options(in_flight=in_flight, check_order=check_order)
+
+
+def _merged(extra: dict[str, str] | None, own: dict[str, str] | None) -> dict[str, str] | None:
+    if not own:
+        return extra
+    return {**extra, **own} if extra else own
 
 
 def _error_body(error_code: str, messages: list[str], correlation_id: str) -> bytes:

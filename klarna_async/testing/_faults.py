@@ -46,7 +46,10 @@ Two **options** change how the fake itself behaves, for every request (Klarna do
   although the order was placed).
 
 Both also exist per request, as the faults ``IN_FLIGHT_CONFLICT`` and ``STATE_FIRST``. The
-idempotency checks apply to customer-token orders (the only endpoint whose spec declares the key).
+idempotency checks apply to the endpoints whose spec declares the key: customer-token orders and
+every Order Management write (under ``state_first`` an OM write is checked against the order's
+state first: a capture replayed after the order was fully captured answers 403
+``CAPTURE_NOT_ALLOWED``, although the key did capture).
 
 What each :class:`Fault` does on the wire. "Processed" means the request is processed as usual
 (the order is placed, the idempotent answer stored) before the answer below replaces Klarna's;
@@ -137,6 +140,24 @@ ENDPOINTS: tuple[str, ...] = (
     "customer_tokens.cancel",
     "customer_tokens.create_order",
     "customer_tokens.get",
+    "orders.acknowledge",
+    "orders.add_capture_shipping_info",
+    "orders.add_shipping_info",
+    "orders.cancel",
+    "orders.capture",
+    "orders.extend_authorization_time",
+    "orders.extend_due_date",
+    "orders.extend_due_date_options",
+    "orders.get",
+    "orders.get_capture",
+    "orders.get_refund",
+    "orders.list_captures",
+    "orders.refund",
+    "orders.release_remaining_authorization",
+    "orders.trigger_send_out",
+    "orders.update_authorization",
+    "orders.update_customer_details",
+    "orders.update_merchant_references",
     "payments.cancel_authorization",
     "payments.create_customer_token",
     "payments.create_order",

@@ -65,6 +65,8 @@ class StoredAnswer:
     body: bytes
     correlation_id: str
     error_code: str | None
+    #: Headers that are part of the answer (Order Management's ``Capture-Id``, ``Location``).
+    headers: dict[str, str] | None = None
 
 
 def token_order_body(order_id: str, fraud_status: str, base_url: str, method: str | None) -> bytes:
@@ -163,6 +165,7 @@ class IdempotencyStore:
         body: bytes,
         correlation_id: str,
         error_code: str | None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self._sync()
         number = self.keys.add(key)
@@ -174,14 +177,16 @@ class IdempotencyStore:
         self._live += 1
         expires_at = now + self.ttl
         self._expires[number] = expires_at
-        compact = self._compact(status, body, correlation_id, error_code)
+        compact = None if headers else self._compact(status, body, correlation_id, error_code)
         if compact is not None:
             self._order[number], self._correlation[number], self._meta[number] = compact
             return
         self._meta[number] = _WHOLE
         # A copy of exactly the right size: orjson's output keeps a 4 KiB buffer per object.
         exact = bytes(memoryview(body))
-        self._whole[number] = StoredAnswer(expires_at, status, exact, correlation_id, error_code)
+        self._whole[number] = StoredAnswer(
+            expires_at, status, exact, correlation_id, error_code, headers
+        )
         if self.keep_other is not None and len(self._whole) > self.keep_other:
             oldest = next(iter(self._whole))
             self._forget(oldest)

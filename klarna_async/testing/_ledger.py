@@ -14,7 +14,12 @@ What is kept, and for how long (so that a run of millions of charges stays flat 
   customer or authorization token (:meth:`Ledger.order_count_for_token`),
   :attr:`Ledger.orders_total`, :attr:`Ledger.duplicate_orders` (orders beyond the first for one
   key), :attr:`Ledger.keys_with_orders`, :attr:`Ledger.total_charged` and the requests per
-  endpoint (:attr:`Ledger.request_counts`).
+  endpoint (:attr:`Ledger.request_counts`); for Order Management, captures and refunds per
+  idempotency key (:meth:`Ledger.capture_count_for_key`, :meth:`Ledger.refund_count_for_key`),
+  :attr:`Ledger.captures_total`, :attr:`Ledger.refunds_total`, :attr:`Ledger.duplicate_captures`,
+  :attr:`Ledger.duplicate_refunds`, :attr:`Ledger.total_captured` and
+  :attr:`Ledger.total_refunded`. (An order's captures and refunds themselves are Order
+  Management's state: ``fake.orders``.)
 * **Detail records**: the most recent ``keep_orders`` orders (:attr:`Ledger.orders`, default
   50,000; ``None`` keeps all) and the most recent ``keep_requests`` requests
   (:attr:`Ledger.requests`, default 50,000). Lookups by id, key or token
@@ -356,6 +361,18 @@ class Ledger:
         self._seq_at_clear = 0
         self._order_numbers = 0
         self._key_orders = ByteCounts()
+        self.captures_total = 0
+        """Captures made since the start (auto-captures included), whole run."""
+        self.refunds_total = 0
+        """Refunds made since the start, whole run."""
+        self.duplicate_captures = 0
+        """Captures beyond the first for one idempotency key (whole run): must stay 0."""
+        self.duplicate_refunds = 0
+        """Refunds beyond the first for one idempotency key (whole run): must stay 0."""
+        self._key_captures = ByteCounts()
+        self._key_refunds = ByteCounts()
+        self._captured: Counter[str] = Counter()
+        self._refunded: Counter[str] = Counter()
         self._token_orders: Counter[str] = Counter()
         self._charged: Counter[str] = Counter()
         self._orders_by_id: dict[str, OrderRecord] = {}
@@ -438,6 +455,44 @@ class Ledger:
                 self._orders_by_token[token] = [order]
             else:
                 same_token.append(order)
+
+    def add_capture(self, currency: str, amount: int, idempotency_key: str | None) -> None:
+        """Count one capture (Order Management calls this as it captures)."""
+        self.captures_total += 1
+        self._captured[currency] += amount
+        if (
+            idempotency_key is not None
+            and self._key_captures.increment(self.keys.add(idempotency_key)) > 1
+        ):
+            self.duplicate_captures += 1
+
+    def add_refund(self, currency: str, amount: int, idempotency_key: str | None) -> None:
+        """Count one refund."""
+        self.refunds_total += 1
+        self._refunded[currency] += amount
+        if (
+            idempotency_key is not None
+            and self._key_refunds.increment(self.keys.add(idempotency_key)) > 1
+        ):
+            self.duplicate_refunds += 1
+
+    def capture_count_for_key(self, idempotency_key: str) -> int:
+        """How many captures requests with this ``Klarna-Idempotency-Key`` made (whole run)."""
+        return self._key_captures.get(self.keys.find(idempotency_key))
+
+    def refund_count_for_key(self, idempotency_key: str) -> int:
+        """How many refunds requests with this ``Klarna-Idempotency-Key`` made (whole run)."""
+        return self._key_refunds.get(self.keys.find(idempotency_key))
+
+    @property
+    def total_captured(self) -> dict[str, int]:
+        """Sum of captured amounts per currency (whole run)."""
+        return dict(self._captured)
+
+    @property
+    def total_refunded(self) -> dict[str, int]:
+        """Sum of refunded amounts per currency (whole run)."""
+        return dict(self._refunded)
 
     def add_token(self, token: TokenRecord) -> None:
         self.customer_tokens.append(token)
@@ -532,6 +587,12 @@ class Ledger:
             "customer_tokens": [token.to_json() for token in self.customer_tokens],
             "request_counts": dict(self.request_counts),
             "requests_total": self._seq - self._seq_at_clear,
+            "captures_total": self.captures_total,
+            "duplicate_captures": self.duplicate_captures,
+            "total_captured": self.total_captured,
+            "refunds_total": self.refunds_total,
+            "duplicate_refunds": self.duplicate_refunds,
+            "total_refunded": self.total_refunded,
         }
         if include_orders:
             summary["orders"] = [order.to_json() for order in self.orders]
@@ -549,6 +610,12 @@ class Ledger:
         self.orders_total = self.duplicate_orders = self.keys_with_orders = 0
         self.keys.clear()
         self._key_orders.clear()
+        self._key_captures.clear()
+        self._key_refunds.clear()
+        self.captures_total = self.refunds_total = 0
+        self.duplicate_captures = self.duplicate_refunds = 0
+        self._captured.clear()
+        self._refunded.clear()
         self._token_orders.clear()
         self._charged.clear()
         self._orders_by_id.clear()

@@ -63,6 +63,7 @@ import base64
 import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -218,10 +219,12 @@ class AuthorizationDeclined(Exception):
 
 @dataclass(slots=True)
 class Reply:
-    """A successful answer: status and JSON payload (None for no body)."""
+    """A successful answer: status, JSON payload (None for no body) and headers of its own
+    (Order Management's ``Capture-Id``, ``Location``)."""
 
     status: int
-    payload: dict[str, Any] | None = None
+    payload: dict[str, Any] | list[Any] | None = None
+    headers: dict[str, str] | None = None
 
 
 class RateLimiter:
@@ -569,6 +572,13 @@ class FakeState:
         self.idempotency = IdempotencyStore(keys=ledger.keys, ids=ledger.ids)
         # Where /_fake/redirect/{id} leads: kept for as many orders as the ledger keeps.
         self._confirmation_by_order: Recent[tuple[str, str | None]] = Recent(ledger.keep_orders)
+        #: Told of every order placed, with what Order Management needs to know of it (the app
+        #: wires Order Management's state in here; see :mod:`._orders`).
+        self.order_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def _placed(self, details: dict[str, Any]) -> None:
+        for listener in self.order_listeners:
+            listener(details)
 
     def reset(self) -> None:
         self.sessions.clear()
@@ -821,6 +831,28 @@ class FakeState:
                 session_id=authorization.session_id,
                 order_lines=body["order_lines"],
             )
+        )
+        data = session.data if session is not None else {}
+        urls = body.get("merchant_urls") or data.get("merchant_urls") or {}
+        self._placed(
+            {
+                "order_id": order_id,
+                "amount": body["order_amount"],
+                "currency": body["purchase_currency"].upper(),
+                "country": body["purchase_country"].upper(),
+                "locale": body.get("locale") or data.get("locale"),
+                "order_lines": body["order_lines"],
+                "fraud_status": authorization.fraud_status,
+                "auto_capture": bool(body.get("auto_capture", False)),
+                "billing_address": body.get("billing_address") or authorization.billing_address,
+                "shipping_address": body.get("shipping_address"),
+                "notification": urls.get("notification"),
+                "merchant_reference1": body.get("merchant_reference1"),
+                "merchant_reference2": body.get("merchant_reference2"),
+                "merchant_data": body.get("merchant_data"),
+                "payment_method": authorization.payment_method,
+                "created_at": now,
+            }
         )
         return Reply(200, payload)
 
@@ -1102,6 +1134,27 @@ class FakeState:
                 merchant_reference2=body.get("merchant_reference2"),
                 order_lines=body["order_lines"],
             )
+        )
+        self._placed(
+            {
+                "order_id": order_id,
+                "amount": body["order_amount"],
+                "currency": currency,
+                "country": record.purchase_country or None,
+                "locale": body.get("locale"),
+                "order_lines": body["order_lines"],
+                "fraud_status": fraud_status,
+                "auto_capture": bool(body.get("auto_capture", False)),
+                "billing_address": record.billing_address,
+                "shipping_address": body.get("shipping_address"),
+                # The Customer Token API's merchant_urls has no notification URL.
+                "notification": None,
+                "merchant_reference1": body.get("merchant_reference1"),
+                "merchant_reference2": body.get("merchant_reference2"),
+                "merchant_data": body.get("merchant_data"),
+                "payment_method": method,
+                "created_at": now,
+            }
         )
         return Reply(200, payload)
 
