@@ -142,3 +142,13 @@ def run_block(code: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "readme_block"}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
     return namespace
+
+
+@pytest.mark.parametrize("name", ["fastapi", "aiohttp"])
+def test_the_pending_order_recipes_are_the_tested_files(name: str):
+    """The README's notification recipes are, word for word, the files that
+    tests/test_notifications.py runs end to end and type-checks."""
+    tested = Path(__file__).parent / "recipes" / f"pending_{name}.py"
+    assert tested.read_text(encoding="utf-8").rstrip("\n") == snippet(f"pending-{name}").rstrip(
+        "\n"
+    )
