@@ -313,13 +313,8 @@ class Requester:
         if others:
             if timeout is None:
                 timeout = max(in_flight.calls[task] for task in others) - self.retrier.clock()
-            try:
-                async with asyncio.timeout(max(timeout, 0.0)):
-                    await in_flight.idle.wait()
-            except TimeoutError:
-                pass
-            still = [task for task in in_flight.calls if task is not me and not task.done()]
-            if still:
+            if not await in_flight.settle(timeout, besides=me):
+                still = [task for task in in_flight.calls if task is not me and not task.done()]
                 # Closed first: a call cut off must not start another attempt.
                 in_flight.close()
                 logger.warning(
@@ -331,8 +326,7 @@ class Requester:
                     in_flight.cut.add(task)
                     task.cancel()
                 # Each cut-off call ends at once (the retry loop takes the cancellation back).
-                async with asyncio.timeout(5.0):
-                    await in_flight.idle.wait()
+                await in_flight.settle(5.0, besides=me)
         in_flight.close()
         self._state = _State.CLOSED
         session, self._session = self._session, None
@@ -369,15 +363,21 @@ class Requester:
         An operation with :attr:`Safety.IDEMPOTENCY_KEY` always sends a key: the caller's, or a
         UUID4 made once for this call.
         """
-        session = self._ready_session()
+        session = self._session
+        if (
+            session is None
+            or self._state is not _State.OPEN
+            or (asyncio.get_running_loop() is not self._loop)
+        ):
+            session = self._ready_session()  # raises the error that says what is wrong
         safety = endpoint.safety
         memory_key: str | None = None
         headers = self._request_headers
         if safety is Safety.IDEMPOTENCY_KEY:
             if idempotency_key is None:
                 idempotency_key = str(uuid.uuid4())
-            else:
-                check_idempotency_key(idempotency_key)
+            elif idempotency_key.__class__ is not str or _KEY.fullmatch(idempotency_key) is None:
+                check_idempotency_key(idempotency_key)  # raises the error that says why
             memory_key = idempotency_key
             headers = {**headers, "Klarna-Idempotency-Key": idempotency_key}
         elif idempotency_key is not None:
@@ -455,13 +455,13 @@ class Requester:
         running = self.retrier.run(
             endpoint,
             param,
-            policy=policy,
-            idempotency_key=idempotency_key,
-            attempt=attempt,
-            memory_key=memory_key,
-            after_unknown=after_unknown,
-            pacer=pacer,
-            on_wait=trace.wait if trace is not None else None,
+            policy,
+            idempotency_key,
+            attempt,
+            memory_key,
+            after_unknown,
+            pacer,
+            trace.wait if trace is not None else None,
         )
         return running if trace is None else _traced(running, trace)
 

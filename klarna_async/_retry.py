@@ -246,7 +246,12 @@ class RetryBudget:
 
     def record_call(self) -> None:
         """Count one call (every call of the client passes here once)."""
-        self._bucket()[1] += 1
+        second = int(self.clock())
+        bucket = self._buckets[second % self._slots]
+        if bucket[0] != second:
+            bucket[0], bucket[1], bucket[2] = second, 1, 0
+        else:
+            bucket[1] += 1
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False (and nothing taken) when it is spent."""
@@ -367,16 +372,26 @@ class InFlight:
     the rest (rule 4: a call cut off ends unknown if it may have acted, never "not done").
 
     ``calls`` maps each task inside a call to when that call's deadline ends (on the retrier's
-    clock); after :meth:`close` no call starts another attempt; ``cut`` holds the tasks a
-    close cancelled.
+    clock): two dict operations per call, which every call pays for; the close polls it rather
+    than have every call signal an event. After :meth:`close` no call starts another attempt;
+    ``cut`` holds the tasks a close cancelled.
     """
 
     def __init__(self) -> None:
         self.calls: dict[asyncio.Task[Any], float] = {}
         self.cut: set[asyncio.Task[Any]] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
         self._closed = False
+
+    async def settle(self, timeout: float, *, besides: asyncio.Task[Any] | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the calls in flight (other than ``besides``) to
+        end; True when they all did."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(timeout, 0.0)
+        while any(task is not besides for task in self.calls):
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     def close(self) -> None:
         """No call starts another attempt from now on."""
@@ -420,7 +435,6 @@ class Retrier:
         self,
         endpoint: Operation,
         param: str | tuple[str, ...] | None,
-        *,
         policy: RetryPolicy,
         idempotency_key: str | None,
         attempt: Callable[[float], Awaitable[T]],
@@ -443,14 +457,11 @@ class Retrier:
         with the error being retried.
         """
         clock = self.clock
-        start = clock()
-        deadline_at = start + policy.deadline
+        deadline_at = clock() + policy.deadline
         in_flight = self.in_flight
         calls = in_flight.calls
         task = asyncio.current_task()
         if task is not None:
-            if not calls:
-                in_flight.idle.clear()
             calls[task] = deadline_at
         try:
             if self.budget is not None:
@@ -621,8 +632,6 @@ class Retrier:
         finally:
             if task is not None:
                 del calls[task]
-                if not calls:
-                    in_flight.idle.set()
 
     def _emit(
         self,
