@@ -262,75 +262,81 @@ class OrganizationEntityType(_CaseInsensitiveOpenStrEnum):
 # converter's signature.
 
 
+# The attrs converters below take a member, or its value as a plain string (the converter's
+# generated hooks and callers pass strings). The member map first: Enum.__call__ is slow, and
+# documented values are the rule; anything else goes through the enum's own lookup (casing,
+# pseudo-members for values Klarna adds later).
+
+
 def as_intent(value: Intent | str | None) -> Intent | None:
     if value.__class__ is not Intent and isinstance(value, str):
-        return Intent(value)
+        return Intent._value2member_map_.get(value) or Intent(value)  # type: ignore[return-value]
     return value
 
 
 def as_acquiring_channel(value: AcquiringChannel | str | None) -> AcquiringChannel | None:
     if value.__class__ is not AcquiringChannel and isinstance(value, str):
-        return AcquiringChannel(value)
+        return AcquiringChannel._value2member_map_.get(value) or AcquiringChannel(value)  # type: ignore[return-value]
     return value
 
 
 def as_session_status(value: SessionStatus | str | None) -> SessionStatus | None:
     if value.__class__ is not SessionStatus and isinstance(value, str):
-        return SessionStatus(value)
+        return SessionStatus._value2member_map_.get(value) or SessionStatus(value)  # type: ignore[return-value]
     return value
 
 
 def as_interval(value: Interval | str) -> Interval:
     if value.__class__ is not Interval and isinstance(value, str):
-        return Interval(value)
+        return Interval._value2member_map_.get(value) or Interval(value)  # type: ignore[return-value]
     return value
 
 
 def as_order_line_type(value: OrderLineType | str | None) -> OrderLineType | None:
     if value.__class__ is not OrderLineType and isinstance(value, str):
-        return OrderLineType(value)
+        return OrderLineType._value2member_map_.get(value) or OrderLineType(value)  # type: ignore[return-value]
     return value
 
 
 def as_fraud_status(value: FraudStatus | str | None) -> FraudStatus | None:
     if value.__class__ is not FraudStatus and isinstance(value, str):
-        return FraudStatus(value)
+        return FraudStatus._value2member_map_.get(value) or FraudStatus(value)  # type: ignore[return-value]
     return value
 
 
 def as_order_status(value: OrderStatus | str) -> OrderStatus:
     if value.__class__ is not OrderStatus and isinstance(value, str):
-        return OrderStatus(value)
+        return OrderStatus._value2member_map_.get(value) or OrderStatus(value)  # type: ignore[return-value]
     return value
 
 
 def as_shipping_method(value: ShippingMethod | str | None) -> ShippingMethod | None:
     if value.__class__ is not ShippingMethod and isinstance(value, str):
-        return ShippingMethod(value)
+        return ShippingMethod._value2member_map_.get(value) or ShippingMethod(value)  # type: ignore[return-value]
     return value
 
 
 def as_fraud_event(value: FraudEvent | str) -> FraudEvent:
     if value.__class__ is not FraudEvent and isinstance(value, str):
-        return FraudEvent(value)
+        return FraudEvent._value2member_map_.get(value) or FraudEvent(value)  # type: ignore[return-value]
     return value
 
 
 def as_intended_use(value: IntendedUse | str) -> IntendedUse:
     if value.__class__ is not IntendedUse and isinstance(value, str):
-        return IntendedUse(value)
+        return IntendedUse._value2member_map_.get(value) or IntendedUse(value)  # type: ignore[return-value]
     return value
 
 
 def as_token_status(value: TokenStatus | str) -> TokenStatus:
     if value.__class__ is not TokenStatus and isinstance(value, str):
-        return TokenStatus(value)
+        return TokenStatus._value2member_map_.get(value) or TokenStatus(value)  # type: ignore[return-value]
     return value
 
 
 def as_payment_method_type(value: PaymentMethodType | str) -> PaymentMethodType:
     if value.__class__ is not PaymentMethodType and isinstance(value, str):
-        return PaymentMethodType(value)
+        return PaymentMethodType._value2member_map_.get(value) or PaymentMethodType(value)  # type: ignore[return-value]
     return value
 
 
