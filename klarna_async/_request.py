@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import hashlib
 import logging
 import re
@@ -438,26 +439,14 @@ class Requester:
             trace = self.observer.call(endpoint, idempotency_key)
             transmit = trace.transport(send_once)
 
-        async def attempt(timeout: float) -> T | None:
-            status, answer_headers, payload = await transmit(
-                session, method, url, headers, body, timeout
-            )
-            if pacer is not None:
-                _observe(pacer, status, answer_headers)
-            if 200 <= status < 300:
-                if model is None:
-                    return None
-                if isinstance(model, type):
-                    return decode_success(status, answer_headers, payload, model)
-                return model(status, answer_headers, payload)
-            raise api_error(status, answer_headers, payload)
-
+        read = functools.partial(_read, model, pacer)
         running = self.retrier.run(
             endpoint,
             param,
             policy,
             idempotency_key,
-            attempt,
+            functools.partial(transmit, session, method, url, headers, body),
+            read,
             memory_key,
             after_unknown,
             pacer,
@@ -517,6 +506,20 @@ async def _traced(running: Awaitable[tuple[T, int]], trace: CallObserver) -> tup
         raise
     trace.succeeded(outcome[0])
     return outcome
+
+
+def _read(model: type[T] | Reader[T] | None, pacer: Pacer | None, answer: RawResponse) -> T | None:
+    """One attempt's answer as its result (None when ``model`` is None) or its typed error."""
+    status, headers, payload = answer
+    if pacer is not None:
+        _observe(pacer, status, headers)
+    if 200 <= status < 300:
+        if model is None:
+            return None
+        if isinstance(model, type):
+            return decode_success(status, headers, payload, model)
+        return model(status, headers, payload)
+    raise api_error(status, headers, payload)
 
 
 def _observe(pacer: Pacer, status: int, headers: Mapping[str, str]) -> None:

@@ -87,6 +87,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+A = TypeVar("A")  # an attempt's raw answer (the transport's)
 logger = logging.getLogger("klarna_async")
 
 #: How long Klarna keeps an idempotency key (D-RETRY): within it, a repeat returns the first
@@ -437,19 +438,22 @@ class Retrier:
         param: str | tuple[str, ...] | None,
         policy: RetryPolicy,
         idempotency_key: str | None,
-        attempt: Callable[[float], Awaitable[T]],
+        send: Callable[[float], Awaitable[A]],
+        read: Callable[[A], T],
         memory_key: str | None = None,
         after_unknown: bool = False,
         pacer: Pacer | None = None,
         on_wait: Callable[[float, str, BaseException | None], None] | None = None,
     ) -> tuple[T, int]:
-        """Call ``attempt(timeout)`` until it returns; give its result and the attempts sent.
+        """Make attempts until one succeeds; give its result and the number of attempts sent.
 
-        ``attempt`` sends one request and returns the decoded result or raises that attempt's
-        error. ``endpoint`` and ``param`` name the call (in logs: ``endpoint.describe(param)``,
-        tokens masked). ``memory_key`` is what this write is remembered by when it ends
-        unknown (the idempotency key, or a hash of a single-use token); ``after_unknown`` says
-        an earlier call with it may have acted.
+        An attempt is ``read(await send(timeout))``: ``send`` makes one request and returns the
+        answer, ``read`` turns the answer into the result or raises that attempt's error (two
+        callables rather than one coroutine: the transport's coroutine is awaited here directly,
+        one frame fewer on every resume of a call). ``endpoint`` and ``param`` name the call (in
+        logs: ``endpoint.describe(param)``, tokens masked). ``memory_key`` is what this write
+        is remembered by when it ends unknown (the idempotency key, or a hash of a single-use
+        token); ``after_unknown`` says an earlier call with it may have acted.
 
         ``on_wait(seconds, reason, error)`` (telemetry; it must not raise) hears of every wait:
         ``"client_rate_limit"`` after the pacer held an attempt back (``error`` None), and
@@ -507,7 +511,7 @@ class Retrier:
                 sent += 1
                 began = clock()
                 try:
-                    result = await attempt(timeout)
+                    result = read(await send(timeout))
                 except asyncio.CancelledError:
                     if not in_flight.was_cut_off():
                         if write:
