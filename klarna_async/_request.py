@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from klarna_async._ratelimit import Pacer
 
 __all__ = [
-    "Call",
     "CallObserver",
     "Endpoint",
     "Observer",
@@ -59,19 +58,6 @@ __all__ = [
 
 T = TypeVar("T")
 logger = logging.getLogger("klarna_async")
-
-#: A call checked and ready to send (see :meth:`Requester.prepare`): the session, the endpoint,
-#: its path parameter, the URL, the headers, the idempotency key and the key it is remembered
-#: by. A plain tuple: a class's constructor would be Python code that every call pays for.
-Call: TypeAlias = tuple[
-    aiohttp.ClientSession,
-    "Endpoint",
-    str | tuple[str, ...] | None,
-    URL,
-    Mapping[str, str],
-    str | None,
-    str | None,
-]
 
 #: Reads a success answer some other way than as a JSON model: ``(status, headers, body)`` in,
 #: a result out, or ``ResponseDecodeError`` (e.g. a capture's id from its ``Capture-Id`` header).
@@ -94,13 +80,14 @@ class Endpoint:
 
     __slots__ = (
         "_parts",
-        "_prefix",
-        "_suffix",
         "method",
         "names",
         "operation",
+        "prefix",
         "safety",
         "secret",
+        "single",
+        "suffix",
         "template",
         "what",
     )
@@ -124,16 +111,19 @@ class Endpoint:
         self._parts = template.split("{}")
         if len(self._parts) != len(self.names) + 1:
             raise ValueError(f"{template!r} needs one {{}} per parameter name of {what!r}")
-        self._prefix, _, self._suffix = template.partition("{}")
+        #: One path parameter: the path is ``prefix + param + suffix`` (joined by the request
+        #: path itself for a token that needs no encoding).
+        self.single = len(self.names) == 1
+        self.prefix, _, self.suffix = template.partition("{}")
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.operation} {self.method} {self.template}>"
 
     def path(self, param: str | tuple[str, ...] | None) -> str:
         if self.what is None:
-            return self._prefix
-        if len(self.names) == 1:  # the hot path: one token
-            return self._prefix + path_param(param, self.names[0]) + self._suffix
+            return self.prefix
+        if self.single:
+            return self.prefix + path_param(param, self.names[0]) + self.suffix
         if not isinstance(param, tuple) or len(param) != len(self.names):
             raise ValueError(f"{self.operation} needs {', '.join(self.names)}")
         parts = self._parts
@@ -351,18 +341,56 @@ class Requester:
 
     # --- one call -------------------------------------------------------------------------------
 
-    def prepare(
+    @overload
+    def request(
         self,
         endpoint: Endpoint,
         param: str | tuple[str, ...] | None,
+        *,
+        body: bytes | None,
+        model: type[T] | Reader[T],
+        retry: RetryPolicy | None = None,
         idempotency_key: str | None = None,
-    ) -> Call:
-        """Everything about a call that is checked before anything is sent: the client is open
-        on this loop, the path parameter and the key are valid. Raises (``ValueError``,
-        ``TypeError``, ``ClientClosedError``, ``RuntimeError``) when not; nothing is sent then.
+        after_unknown: bool = False,
+    ) -> Awaitable[tuple[T, int]]: ...
 
-        An operation with :attr:`Safety.IDEMPOTENCY_KEY` always sends a key: the caller's, or a
-        UUID4 made once for this call.
+    @overload
+    def request(
+        self,
+        endpoint: Endpoint,
+        param: str | tuple[str, ...] | None,
+        *,
+        body: bytes | None,
+        model: None,
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+        after_unknown: bool = False,
+    ) -> Awaitable[tuple[None, int]]: ...
+
+    def request(
+        self,
+        endpoint: Endpoint,
+        param: str | tuple[str, ...] | None,
+        *,
+        body: bytes | None,
+        model: type[T] | Reader[T] | None,
+        retry: RetryPolicy | None = None,
+        idempotency_key: str | None = None,
+        after_unknown: bool = False,
+    ) -> Awaitable[tuple[T | None, int]]:
+        """One call of ``endpoint``, to await: its result (None when ``model`` is None) and the
+        number of attempts sent. ``body`` goes out unchanged on every attempt.
+
+        Everything checked before anything is sent is checked here, before it returns: the
+        client is open on this loop, the path parameter and the idempotency key are valid
+        (``ValueError``, ``TypeError``, ``ClientClosedError``, ``RuntimeError``). So a caller
+        that must tell "never sent" apart (a batch) calls it, then awaits what it returns. An
+        operation with :attr:`Safety.IDEMPOTENCY_KEY` always sends a key: the caller's, or a
+        UUID4 made once for this call. ``model`` is the class a 2xx JSON body decodes to, a
+        :data:`Reader`, or None for an answer without a body.
+
+        Not a coroutine itself: what it returns is ``Retrier.run``'s own, so a call's await
+        chain is as short as it can be.
         """
         session = self._session
         if (
@@ -386,51 +414,13 @@ class Requester:
         elif safety is Safety.SINGLE_USE_TOKEN and isinstance(param, str):
             # Remembered by a hash: the memory must not keep usable tokens.
             memory_key = "token:" + hashlib.blake2b(param.encode(), digest_size=16).hexdigest()
-        # Percent-encoded already (path_param): yarl need not quote it again.
-        url = self.base.with_path(self._base_path + endpoint.path(param), encoded=True)
-        return session, endpoint, param, url, headers, idempotency_key, memory_key
-
-    @overload
-    def send(
-        self,
-        call: Call,
-        *,
-        body: bytes | None,
-        model: type[T] | Reader[T],
-        retry: RetryPolicy | None = None,
-        after_unknown: bool = False,
-    ) -> Awaitable[tuple[T, int]]: ...
-
-    @overload
-    def send(
-        self,
-        call: Call,
-        *,
-        body: bytes | None,
-        model: None,
-        retry: RetryPolicy | None = None,
-        after_unknown: bool = False,
-    ) -> Awaitable[tuple[None, int]]: ...
-
-    def send(
-        self,
-        call: Call,
-        *,
-        body: bytes | None,
-        model: type[T] | Reader[T] | None,
-        retry: RetryPolicy | None = None,
-        after_unknown: bool = False,
-    ) -> Awaitable[tuple[T | None, int]]:
-        """Send a prepared call with retries: await it for its result (None when ``model`` is
-        None) and the number of attempts sent. ``body`` goes out unchanged on every attempt.
-
-        ``model`` is the class a 2xx JSON body decodes to, a :data:`Reader`, or None for an
-        answer without a body. Not a coroutine itself: what it returns is ``Retrier.run``'s,
-        so a call's await chain is one frame shorter on every resume.
-        """
-        session, endpoint, param, url, headers, idempotency_key, memory_key = call
-        method = endpoint.method
-        policy = retry or self.policy
+        # Percent-encoded already (path_param): yarl need not quote it again. A token that needs
+        # no encoding (a UUID: nearly every call) is joined here, without two more calls.
+        if endpoint.single and isinstance(param, str) and _UNRESERVED.fullmatch(param):
+            path = endpoint.prefix + param + endpoint.suffix
+        else:
+            path = endpoint.path(param)
+        url = self.base.with_path(self._base_path + path, encoded=True)
         pacer = self.pacer
         transmit: Send = send_once
         trace: CallObserver | None = None
@@ -438,63 +428,19 @@ class Requester:
             # Telemetry sees the call from here to its end (see _traced).
             trace = self.observer.call(endpoint, idempotency_key)
             transmit = trace.transport(send_once)
-
-        read = functools.partial(_read, model, pacer)
         running = self.retrier.run(
             endpoint,
             param,
-            policy,
+            retry or self.policy,
             idempotency_key,
-            functools.partial(transmit, session, method, url, headers, body),
-            read,
+            functools.partial(transmit, session, endpoint.method, url, headers, body),
+            functools.partial(_read, model, pacer),
             memory_key,
             after_unknown,
             pacer,
             trace.wait if trace is not None else None,
         )
         return running if trace is None else _traced(running, trace)
-
-    @overload
-    def request(
-        self,
-        endpoint: Endpoint,
-        param: str | tuple[str, ...] | None,
-        *,
-        body: bytes | None,
-        model: type[T] | Reader[T],
-        retry: RetryPolicy | None = None,
-        idempotency_key: str | None = None,
-        after_unknown: bool = False,
-    ) -> Awaitable[tuple[T, int]]: ...
-
-    @overload
-    def request(
-        self,
-        endpoint: Endpoint,
-        param: str | tuple[str, ...] | None,
-        *,
-        body: bytes | None,
-        model: None,
-        retry: RetryPolicy | None = None,
-        idempotency_key: str | None = None,
-        after_unknown: bool = False,
-    ) -> Awaitable[tuple[None, int]]: ...
-
-    def request(
-        self,
-        endpoint: Endpoint,
-        param: str | tuple[str, ...] | None,
-        *,
-        body: bytes | None,
-        model: type[T] | Reader[T] | None,
-        retry: RetryPolicy | None = None,
-        idempotency_key: str | None = None,
-        after_unknown: bool = False,
-    ) -> Awaitable[tuple[T | None, int]]:
-        """:meth:`prepare` and :meth:`send` in one, to await: what every resource calls. The
-        checks of :meth:`prepare` raise here, before anything is awaited or sent."""
-        call = self.prepare(endpoint, param, idempotency_key)
-        return self.send(call, body=body, model=model, retry=retry, after_unknown=after_unknown)
 
 
 async def _traced(running: Awaitable[tuple[T, int]], trace: CallObserver) -> tuple[T, int]:

@@ -145,6 +145,22 @@ async def test_results_say_what_to_do_next(fake: FakeKlarna):
     }
 
 
+async def test_a_redrive_not_sent_stays_unknown(fake: FakeKlarna):
+    """A job an earlier run left unknown, refused before sending now (a bad body): still
+    unknown, never 'retryable' (the earlier attempt may have captured it)."""
+    order_id = fake.add_order(amount=2_500)
+    job = CaptureJob(
+        order_id=order_id,
+        request={"captured_amount": -1},
+        idempotency_key="r1",
+        after_unknown=True,
+    )
+    async with client(fake) as klarna:
+        (result,) = (await collect(klarna.orders.capture_many([job]))).values()
+    assert CaptureStatus.UNKNOWN == result.status
+    assert [] == fake.ledger.requests_for_key("r1")
+
+
 async def test_capture_many_is_the_one_batch_runner(
     fake: FakeKlarna, monkeypatch: pytest.MonkeyPatch
 ):

@@ -136,8 +136,14 @@ class CustomerTokens:
                 body = encode_request(
                     charge.request, TokenOrderRequest, check_amounts=requester.check_amounts
                 )
-                call = requester.prepare(
-                    CREATE_ORDER, charge.customer_token, charge.idempotency_key
+                running = requester.request(
+                    CREATE_ORDER,
+                    charge.customer_token,
+                    body=body,
+                    model=Order,
+                    retry=retry,
+                    idempotency_key=charge.idempotency_key,
+                    after_unknown=charge.after_unknown,
                 )
             except Exception as error:
                 # Not sent now: safe to send again, unless an earlier run may have placed it
@@ -149,9 +155,7 @@ class CustomerTokens:
                     elapsed=time.monotonic() - started,
                 )
             try:
-                order, attempts = await requester.send(
-                    call, body=body, model=Order, retry=retry, after_unknown=charge.after_unknown
-                )
+                order, attempts = await running
             except Exception as error:  # the request path said what it knows
                 return ChargeResult(
                     charge=charge,

@@ -369,18 +369,26 @@ class Orders:
             try:
                 # Before anything is sent: a bad request, order id or key is this job's result.
                 body = encode(job.request, CaptureRequest)
-                call = requester.prepare(CAPTURE, job.order_id, job.idempotency_key)
-            except Exception as error:  # never sent: safe to send again
+                running = requester.request(
+                    CAPTURE,
+                    job.order_id,
+                    body=body,
+                    model=_CAPTURE_ID,
+                    retry=retry,
+                    idempotency_key=job.idempotency_key,
+                    after_unknown=job.after_unknown,
+                )
+            except Exception as error:
+                # Not sent now: safe to send again, unless an earlier run may have captured it
+                # (a re-drive stays unknown until Klarna's success settles it).
                 return CaptureResult(
                     job=job,
-                    status=CaptureStatus.RETRYABLE,
+                    status=CaptureStatus.UNKNOWN if job.after_unknown else CaptureStatus.RETRYABLE,
                     error=error,
                     elapsed=time.monotonic() - started,
                 )
             try:
-                capture_id, attempts = await requester.send(
-                    call, body=body, model=_CAPTURE_ID, retry=retry, after_unknown=job.after_unknown
-                )
+                capture_id, attempts = await running
             except Exception as error:  # the request path said what it knows
                 return CaptureResult(
                     job=job,
