@@ -40,7 +40,7 @@ from klarna_async._converter import decode, to_dict, to_json
 from klarna_async._models import Order, TokenOrderRequest
 from klarna_async._responses import decode_success
 from klarna_async._transport import RawResponse, send
-from klarna_async._validation import prepare
+from klarna_async._validation import encode_request
 from tests.samples import token_order
 
 Charge = Callable[[int], Awaitable[None]]
@@ -51,9 +51,9 @@ Patch = Callable[[], contextlib.AbstractContextManager[None]]
 ARMS: dict[str, str] = {
     "raw": "hand-tuned raw aiohttp loop (the floor)",
     "full": "create_order(token, prebuilt request, idempotency_key=k)",
-    "flat": "one coroutine calling the same library functions: prepare(), send(), "
+    "flat": "one coroutine calling the same library functions: encode_request(), send(), "
     "decode_success(); no create_order/request/retry layering",
-    "no_prepare": "full, with prepare() (validation and JSON) returning the prebuilt body",
+    "no_prepare": "full, with encode_request() (validation and JSON) returning the prebuilt body",
     "no_decode": "full, with decode_success() = orjson.loads + a prebuilt Order",
     "lean_send": "full, with send() as the raw loop: session.post, no per-call ClientTimeout",
     "no_path_mask": "full, with path_param() (quote) and mask_token() trivial",
@@ -83,8 +83,8 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
     """Each stand-in does the least that keeps the charge correct (same bytes out, an Order in)."""
     order = decode(ORDER, Order)
 
-    def no_prepare(request: Any, cls: Any, *, check_amounts: bool = True) -> tuple[Any, bytes]:
-        return request, body
+    def no_prepare(request: Any, cls: Any, *, check_amounts: bool = True) -> bytes:
+        return body
 
     def no_decode(status: int, headers: Mapping[str, str], raw: bytes, model: type[Any]) -> Any:
         orjson.loads(raw)  # the raw loop parses its answer too
@@ -114,7 +114,7 @@ def _ablations(client: KlarnaClient, body: bytes) -> dict[str, Patch]:
             yield
 
     return {
-        "no_prepare": _patch(tokens_module, "prepare", no_prepare),
+        "no_prepare": _patch(tokens_module, "encode_request", no_prepare),
         "no_decode": _patch(request_module, "decode_success", no_decode),
         "lean_send": _patch(request_module, "send_once", lean_send),
         "no_path_mask": no_path_mask,
@@ -148,7 +148,7 @@ async def ablate(url: str, *, charges: int, rounds: int, concurrency: int) -> di
             full_url = URL(client.base_url + path, encoded=True)
 
             async def flat(i: int) -> None:
-                _, body = prepare(prebuilt, TokenOrderRequest)
+                body = encode_request(prebuilt, TokenOrderRequest)
                 headers = {**client_headers, "Klarna-Idempotency-Key": f"{_KEY_PREFIX}{i:012d}"}
                 answer = await send(client_session, "POST", full_url, headers, body, 15.0)
                 decode_success(*answer, Order)

@@ -50,6 +50,7 @@ import enum
 import logging
 import random
 import time
+from asyncio import current_task
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -288,33 +289,30 @@ class UnknownOutcomes:
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._since: collections.OrderedDict[str, float] = collections.OrderedDict()
-
-    def holds(self, key: str) -> bool:
-        """Whether ``key`` is remembered (and within its window); cheap when none is."""
-        return bool(self._since) and key in self
+        #: Each remembered key and when it was first reported unknown (oldest first).
+        self.since: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     def __contains__(self, key: str) -> bool:
-        since = self._since.get(key)
+        since = self.since.get(key)
         if since is None:
             return False
         if self.clock() - since > self.window:
-            del self._since[key]
+            del self.since[key]
             return False
         return True
 
     def __len__(self) -> int:
-        return len(self._since)
+        return len(self.since)
 
     def remember(self, key: str) -> None:
         # The window counts from the first unknown outcome: a later one does not extend it.
-        if key not in self._since:
-            self._since[key] = self.clock()
-            while len(self._since) > self.limit:
-                self._since.popitem(last=False)
+        if key not in self.since:
+            self.since[key] = self.clock()
+            while len(self.since) > self.limit:
+                self.since.popitem(last=False)
 
     def forget(self, key: str) -> None:
-        self._since.pop(key, None)
+        self.since.pop(key, None)
 
 
 @attrs.frozen
@@ -381,7 +379,8 @@ class InFlight:
     def __init__(self) -> None:
         self.calls: dict[asyncio.Task[Any], float] = {}
         self.cut: set[asyncio.Task[Any]] = set()
-        self._closed = False
+        #: True once closed: no call starts another attempt.
+        self.stopped = False
 
     async def settle(self, timeout: float, *, besides: asyncio.Task[Any] | None = None) -> bool:
         """Wait up to ``timeout`` seconds for the calls in flight (other than ``besides``) to
@@ -396,10 +395,7 @@ class InFlight:
 
     def close(self) -> None:
         """No call starts another attempt from now on."""
-        self._closed = True
-
-    def closed(self) -> bool:
-        return self._closed
+        self.stopped = True
 
     def was_cut_off(self) -> bool:
         """Asked on a cancellation: True when close() cut this call off (the cancellation is
@@ -460,11 +456,15 @@ class Retrier:
         before each retry ``"backoff"`` (jittered) or ``"server_rate_limit"`` (a 429's reset),
         with the error being retried.
         """
+        # Every call runs this; most end on their first attempt. So the success path reads few
+        # attributes and calls few functions (each costs about twice as much in place, in a
+        # busy event loop, as in a micro-benchmark: benchmarks/OPTIMIZATIONS.md).
         clock = self.clock
-        deadline_at = clock() + policy.deadline
+        began = clock()
+        deadline_at = began + policy.deadline
         in_flight = self.in_flight
         calls = in_flight.calls
-        task = asyncio.current_task()
+        task = current_task()
         if task is not None:
             calls[task] = deadline_at
         try:
@@ -475,7 +475,8 @@ class Retrier:
             write = safety is not Safety.READ
             # Rule 5: a re-drive of a write that ended unknown starts as "may have acted".
             acted = write and (
-                after_unknown or (memory_key is not None and self.unknown.holds(memory_key))
+                after_unknown
+                or (memory_key is not None and self.unknown.since and memory_key in self.unknown)
             )
             records: list[AttemptRecord] = []
             next_delay: Callable[[], float] | None = None
@@ -483,7 +484,7 @@ class Retrier:
             error: BaseException
             while True:
                 # Not one more attempt once the client is closed (nothing of it would be sent).
-                if in_flight.closed():
+                if in_flight.stopped:
                     error = ClientClosedError("the client was closed; this attempt was not sent")
                     break
                 if pacer is not None:
@@ -505,11 +506,15 @@ class Retrier:
                             f"{policy.deadline:g} s deadline; this attempt was not sent"
                         )
                         break
-                    if on_wait is not None and waited > 0:
-                        on_wait(waited, "client_rate_limit", None)
-                timeout = min(policy.attempt_timeout, deadline_at - clock())
+                    if waited > 0:
+                        began = clock()  # the attempt's time starts after the wait
+                        if on_wait is not None:
+                            on_wait(waited, "client_rate_limit", None)
+                if sent:  # the first attempt starts when the call does
+                    began = clock()
+                left = deadline_at - began
+                timeout = policy.attempt_timeout if policy.attempt_timeout < left else left
                 sent += 1
-                began = clock()
                 try:
                     result = read(await send(timeout))
                 except asyncio.CancelledError:
@@ -556,8 +561,8 @@ class Retrier:
                 reset: float | None = None
                 if sent >= policy.max_attempts:
                     reason = f"no attempts left ({policy.max_attempts})"
-                elif in_flight.closed():
-                    reason = "the client is closed"
+                elif in_flight.stopped:  # closed while this attempt was out (mypy cannot tell)
+                    reason = "the client is closed"  # type: ignore[unreachable]
                 else:
                     if next_delay is None:
                         next_delay = policy.delays()
