@@ -4,8 +4,10 @@ Runs the suites, keeps their raw results in ``benchmarks/out/results.json`` and 
 ``benchmarks/REPORT.md`` with ``benchmarks/report.png``. ``--only`` re-runs some suites and keeps
 the others' last results (each section of the report says when it was measured). ``--quick``
 uses small sizes and writes into ``benchmarks/out/quick/`` instead, so a development run never
-replaces the report of a full one. ``breakdown`` (where the client's CPU goes, by ablation) runs
-only when named in ``--only``.
+replaces the report of a full one. The suites outside ``DEFAULT`` run only when named in
+``--only``: ``breakdown`` (where the client's CPU goes, by ablation), ``fake_scale`` (a million
+charges against the in-process fake), ``shared_limit`` and ``distributed`` (several processes,
+Redis), ``otel`` (telemetry's cost) and ``versions`` (two versions of the client).
 """
 
 from __future__ import annotations
@@ -20,10 +22,37 @@ from typing import Any
 
 import orjson
 
-from benchmarks import breakdown, capture_many, cpu, memory, micro, report, soak, sweep
+from benchmarks import (
+    breakdown,
+    capture_many,
+    cpu,
+    distributed,
+    fake_scale,
+    memory,
+    micro,
+    otel,
+    report,
+    shared_limit,
+    soak,
+    sweep,
+    versions,
+)
 from benchmarks._common import BENCH_DIR, OUT_DIR, machine
 
-SUITES = ("cpu", "sweep", "memory", "soak", "micro", "breakdown", "capture_many")
+SUITES = (
+    "cpu",
+    "sweep",
+    "memory",
+    "soak",
+    "micro",
+    "breakdown",
+    "capture_many",
+    "fake_scale",
+    "shared_limit",
+    "distributed",
+    "otel",
+    "versions",
+)
 #: What runs without --only; ``breakdown`` (where the CPU goes, ~3 min) is on request.
 DEFAULT = ("cpu", "sweep", "memory", "soak", "micro", "capture_many")
 
@@ -36,6 +65,12 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "micro": ({}, {"quick": True}),
     "breakdown": ({"charges": 10_000, "rounds": 7}, {"charges": 1_000, "rounds": 2}),
     "capture_many": ({"sizes": (1_000, 10_000)}, {"sizes": (200, 1_000)}),
+    # On request (--only): a million charges, several processes, Redis, or two versions.
+    "fake_scale": ({"charges": 1_000_000}, {"charges": 20_000}),
+    "shared_limit": ({}, {"seconds": 2.0}),
+    "distributed": ({"charges": 20_000}, {"charges": 2_000, "modes": ("throughput",)}),
+    "otel": ({}, {"charges": 500, "rounds": 4}),
+    "versions": ({}, {"charges": 500, "rounds": 4}),
 }
 
 RUNNERS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
@@ -46,6 +81,11 @@ RUNNERS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]
     "micro": (micro.run, micro.summary),
     "breakdown": (breakdown.run, breakdown.summary),
     "capture_many": (capture_many.run, capture_many.summary),
+    "fake_scale": (fake_scale.run, fake_scale.summary),
+    "shared_limit": (shared_limit.run, shared_limit.summary),
+    "distributed": (distributed.run, distributed.summary),
+    "otel": (otel.run, otel.summary),
+    "versions": (versions.run, versions.summary),
 }
 
 

@@ -120,11 +120,18 @@ def reset(url: str) -> None:
         pass
 
 
+def _text(value: Any) -> str:
+    """A Redis reply as text (redis-py answers bytes unless asked to decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def journal(client: redis.Redis, keys: dist.Keys) -> list[dict[str, Any]]:
     return [orjson.loads(raw) for _, raw in client.hscan_iter(keys.journal, count=1000)]
 
 
-def verify(keys_sent: Sequence[str], book: dict[str, Any], records: list[dict[str, Any]]) -> dict:
+def verify(
+    keys_sent: Sequence[str], book: dict[str, Any], records: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The ledger and the journal against the input: what each says, and whether they agree."""
     orders = book["orders"]
     per_key = Counter(order["idempotency_key"] for order in orders)
@@ -213,7 +220,7 @@ class Fleet:
         try:
             while True:
                 live = {
-                    name.decode()
+                    _text(name)
                     for name in client.zrangebyscore(
                         dist.Keys(self.prefix).workers, time.time() - 10, "+inf"
                     )
@@ -267,9 +274,9 @@ class Fleet:
         """(counts by label, shards done, shards) of the run's current generation."""
         client = self.redis
         try:
-            meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.meta).items()}
+            meta = {_text(k): _text(v) for k, v in client.hgetall(keys.meta).items()}
             generation = int(meta.get("generation", "0"))
-            counts = {k.decode(): int(v) for k, v in client.hgetall(keys.counts).items()}
+            counts = {_text(k): int(v) for k, v in client.hgetall(keys.counts).items()}
             done = int(client.scard(keys.done(generation)))
         finally:
             client.close()
@@ -485,7 +492,7 @@ def in_flight_of(client: redis.Redis, keys: dist.Keys, worker: str) -> tuple[lis
     for field_name, raw in client.hgetall(keys.running).items():
         if orjson.loads(raw).get("worker") != worker:
             continue
-        generation, _, shard = field_name.decode().partition(":")
+        generation, _, shard = _text(field_name).partition(":")
         lines = orjson.loads(client.get(keys.lines(int(generation), int(shard))) or b"[]")
         ids = [orjson.loads(raw_line)["charge_id"] for _, raw_line in lines]
         found = client.hmget(keys.journal, ids) if ids else []
@@ -802,6 +809,19 @@ def run(
         with _own_redis() as queue_server, _own_redis() as limiter_server:
             results["outage"] = outage(queue_server, limiter_server, charges=outage_charges)
     return results
+
+
+def summary(result: dict[str, Any]) -> str:
+    parts = []
+    for row in result.get("throughput", ()):
+        parts.append(f"{row['workers']} worker(s) {row['median_charges_per_s']:,.0f}/s")
+    kill = result.get("kill")
+    if kill:
+        parts.append(
+            f"kill -9: {kill.get('orders', '?')} orders, charged twice "
+            f"{kill.get('keys_charged_twice', '?')}, exactly once {kill.get('exactly_once')}"
+        )
+    return "distributed: " + "; ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

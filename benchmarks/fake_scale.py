@@ -255,6 +255,11 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
+def run(*, charges: int = 1_000_000, concurrency: int = 32, tokens: int = 1000) -> dict[str, Any]:
+    """:func:`measure` from synchronous code (``python -m benchmarks --only fake_scale``)."""
+    return asyncio.run(measure(charges, concurrency=concurrency, tokens=tokens))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.fake_scale",

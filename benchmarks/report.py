@@ -338,6 +338,163 @@ def _capture_many(section: dict[str, Any], machine: dict[str, Any]) -> list[str]
     return lines
 
 
+def _fake_scale(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    points = r["checkpoints"]
+    lines = [
+        "## 8. The in-process fake Klarna over a million charges",
+        "",
+        _when(section, machine),
+        "",
+        f"{points[-1]['charges']:,} recurring charges (raw aiohttp, concurrency "
+        f"{r.get('concurrency', 32)}) against one in-process `FakeKlarna`; memory and rate at "
+        "every tenth. The fake keeps the latest orders in detail and exact counts for all.",
+        "",
+        "| charges | RSS MiB | peak RSS MiB | charges/s | CPU µs/charge |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for point in points:
+        lines.append(
+            f"| {point['charges']:,} | {point['rss_bytes'] / MiB:.1f} | "
+            f"{point['peak_rss_bytes'] / MiB:.1f} | {point['rate_per_s']:,.0f} | "
+            f"{point['cpu_us_per_charge']:.0f} |"
+        )
+    growth = r["rss_growth_bytes"] / MiB
+    lines += [
+        "",
+        f"- **RSS growth from {points[0]['charges']:,} to {points[-1]['charges']:,}: "
+        f"{growth:+.1f} MiB**; target under 50 MiB: {_verdict(growth < 50)}. Rate "
+        f"{points[0]['rate_per_s']:,.0f}/s -> {points[-1]['rate_per_s']:,.0f}/s "
+        f"({r['rate_ratio']:.2f}x). Checks: {len(r['problems'])} problems.",
+        "",
+    ]
+    return lines
+
+
+def _shared_limit(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = [
+        "## 9. One rate limit for several processes (`RedisRateLimiter`)",
+        "",
+        _when(section, machine),
+        "",
+        f"{r['processes']} processes, each a `KlarnaClient` charging with "
+        f"{r['concurrency_per_process']} tasks, against one sandbox limited to "
+        f"{r['rate_limit']:g} requests/s (429 beyond), pacing at {r['pace']:g}/s: sharing one "
+        "`RedisRateLimiter` (shared), each pacing alone (local), and sharing it while Redis "
+        "stops and starts again (outage). 429s counted by the sandbox.",
+        "",
+        "| mode | requests | 429s | share | orders | charged twice | peak accepted in 1 s | "
+        "orders/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in ("shared", "local", "outage"):
+        row = r.get(mode)
+        if row:
+            lines.append(
+                f"| {mode} | {row['requests']:,} | {row['429']:,} | "
+                f"{100 * row['429_share']:.1f} % | {row['orders']:,} | "
+                f"{row['keys_charged_twice']} | {row['peak_accepted_in_1s']} | "
+                f"{row['orders_per_s']:,.1f} |"
+            )
+    shared = r.get("shared")
+    if shared:
+        lines += [
+            "",
+            f"- Shared: 429s on {100 * shared['429_share']:.2f} % of requests; target at most "
+            f"1 %: {_verdict(shared['429_share'] <= 0.01)}.",
+        ]
+    return [*lines, ""]
+
+
+def _distributed(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = [
+        "## 10. Charge batches over taskiq workers",
+        "",
+        _when(section, machine),
+        "",
+        "`klarna-async charge --queue` enqueues shards; `klarna-async worker` processes charge "
+        "them against the sandbox with a shared `RedisRateLimiter` and a Redis journal. On a "
+        "2-core machine the workers, the sandbox and Redis share the same cores.",
+        "",
+    ]
+    base = r.get("single_process_baseline")
+    if r.get("throughput"):
+        lines += ["| workers | charges/s (median) | runs |", "|---:|---:|---|"]
+        for row in r["throughput"]:
+            runs = ", ".join(f"{run['charges_per_s']:,.0f}" for run in row["runs"])
+            lines.append(f"| {row['workers']} | {row['median_charges_per_s']:,.0f} | {runs} |")
+        if base:
+            lines += [
+                "",
+                f"- The same charges by single-process `klarna-async charge`: "
+                f"{base.get('charges_per_s') or base.get('charges_per_s_with_start')}/s.",
+            ]
+    kill = r.get("kill")
+    if kill:
+        lines += [
+            "",
+            f"- **kill -9 of a worker mid-shard** ({kill['charges']:,} charges, "
+            f"{kill['workers']} workers, faults {kill['faults']}): orders "
+            f"{kill.get('orders', '?'):,}, keys charged twice {kill.get('keys_charged_twice')}, "
+            f"keys not charged {kill.get('keys_not_charged')}, journal records "
+            f"{kill.get('journal_records', '?'):,} matching the ledger: "
+            f"{kill.get('journal_orders_match_ledger')}; exactly once: "
+            f"{_verdict(bool(kill.get('exactly_once')))}.",
+        ]
+    outage = r.get("outage")
+    if outage:
+        lines += [
+            f"- **Redis stopped mid-run** ({outage['charges']:,} charges): exactly once "
+            f"{_verdict(bool(outage.get('exactly_once')))}, workers alive at the end "
+            f"{outage.get('workers_alive_at_the_end')}.",
+        ]
+    limit = r.get("limit")
+    if limit:
+        lines.append(f"- 429s with and without the shared limit: {limit}.")
+    return [*lines, ""]
+
+
+def _otel(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = [
+        "## 11. The cost of OpenTelemetry",
+        "",
+        _when(section, machine),
+        "",
+        "CPU per charge, one process, arms alternating: the package before telemetry landed, "
+        "telemetry off, on with the API's no-op providers, on with the SDK recording every "
+        "trace, and with the SDK sampling every trace out.",
+        "",
+        "| | " + " | ".join(r["wire"]["median"]) + " |",
+        "|---|" + "---:|" * len(r["wire"]["median"]),
+    ]
+    for key, label in (("wire", "over the wire"), ("path", "request path, transport stubbed")):
+        medians = r[key]["median"]
+        lines.append(
+            f"| {label} | " + " | ".join(f"{v['cpu_us']:.1f}" for v in medians.values()) + " |"
+        )
+    return [*lines, ""]
+
+
+def _versions(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    low, high = r["after_minus_before_us_95"]
+    return [
+        "## 12. This version against an earlier one, in one process",
+        "",
+        _when(section, machine),
+        "",
+        f"The package at `{r['before']}` and the current one charging the same peer, arms "
+        f"alternating over {r['rounds']} rounds of {r['charges']:,} charges: before "
+        f"{r['median_us']['before']:.1f} µs, after {r['median_us']['after']:.1f} µs per charge; "
+        f"**after - before {r['after_minus_before_us']:+.2f} µs** (95 % {low:+.2f} to "
+        f"{high:+.2f}).",
+        "",
+    ]
+
+
 _SECTIONS = {
     "cpu": _cpu,
     "sweep": _sweep,
@@ -346,6 +503,11 @@ _SECTIONS = {
     "micro": _micro,
     "breakdown": _breakdown,
     "capture_many": _capture_many,
+    "fake_scale": _fake_scale,
+    "shared_limit": _shared_limit,
+    "distributed": _distributed,
+    "otel": _otel,
+    "versions": _versions,
 }
 #: Run by default; the others only with --only.
 DEFAULT_SECTIONS = ("cpu", "sweep", "memory", "soak", "micro", "capture_many")

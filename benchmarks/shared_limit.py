@@ -406,6 +406,20 @@ def run(
     return results
 
 
+def summary(result: dict[str, Any]) -> str:
+    parts = []
+    for mode in MODES:
+        row = result.get(mode)
+        if row:
+            parts.append(
+                f"{mode}: {row['429']} 429s of {row['requests']} ({100 * row['429_share']:.1f} %), "
+                f"peak {row['peak_accepted_in_1s']}/s, charged twice {row['keys_charged_twice']}"
+            )
+    return f"shared_limit ({result['processes']} processes, {result['rate_limit']:g}/s): " + (
+        "; ".join(parts)
+    )
+
+
 def _per_mode(text: str) -> list[float]:
     return [float(part) for part in text.split(",")]
 
