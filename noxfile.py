@@ -20,7 +20,7 @@ PYTHON = None
 
 #: What the suite needs besides the package: it runs from a copy of these, so that the
 #: package it imports is the installed wheel, not the source tree beside it.
-SUITE = ("tests", "benchmarks", "pyproject.toml", "README.md")
+SUITE = ("tests", "benchmarks", "tools", "pyproject.toml", "README.md")
 
 
 @nox.session(python=PYTHON)

@@ -90,11 +90,18 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare, exit 1 on drift")
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=TARGET,
+        help="file to write or check",
+    )
     args = parser.parse_args(argv)
+    target: Path = args.target
     text = render()
     if args.check:
-        return 0 if TARGET.read_text(encoding="utf-8") == text else 1
-    TARGET.write_text(text, encoding="utf-8")
+        return 0 if target.read_text(encoding="utf-8") == text else 1
+    target.write_text(text, encoding="utf-8")
     return 0
 
 

@@ -283,19 +283,26 @@ SCHEMAS: Final[Mapping[str, Schema]] = {{
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare, exit 1 on drift")
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=TARGET,
+        help="file to write or check",
+    )
     args = parser.parse_args(argv)
+    target: Path = args.target
     text = render()
-    current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
+    current = target.read_text(encoding="utf-8") if target.exists() else ""
     if args.check:
         if current == text:
             return 0
         sys.stdout.writelines(
             difflib.unified_diff(
-                current.splitlines(True), text.splitlines(True), str(TARGET), "regenerated"
+                current.splitlines(True), text.splitlines(True), str(target), "regenerated"
             )
         )
         return 1
-    TARGET.write_text(text, encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
     return 0
 
 
