@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -571,32 +572,28 @@ def _free_port() -> int:
 @contextmanager
 def _sandbox() -> Iterator[str]:
     port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "klarna_async",
-            "sandbox",
-            "--port",
-            str(port),
-            "--accept-unknown-tokens",
-            "--seed",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        assert proc.stdout is not None
-        ready = proc.stdout.readline().decode()
-        assert "ready at" in ready, ready
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
+    # The sandbox is scenery here, not the code under test: no development mode (its asyncio
+    # debug warnings about slow callbacks are noise under load), and its stderr goes to a file,
+    # not a pipe that nobody drains while the charges run.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDEVMODE", "PYTHONASYNCIODEBUG")}
+    command = [sys.executable, "-m", "klarna_async", "sandbox", "--port", str(port)]
+    command += ["--accept-unknown-tokens", "--seed", "5"]
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors) as proc,
+    ):
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - only if shutdown hangs
-            proc.kill()
-            proc.wait(timeout=5)
+            assert proc.stdout is not None
+            ready = proc.stdout.readline().decode()
+            errors.seek(0)
+            assert "ready at" in ready, (ready, errors.read()[-2000:])
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - only if shutdown hangs
+                proc.kill()
+                proc.wait(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
