@@ -1,12 +1,13 @@
 """Many idempotent writes at once: one lazy, bounded runner, and what each charge came to.
 
-:func:`run_batch` is the one runner behind ``charge_many`` (and any other batch of keyed
-writes): a fixed set of workers pulls items from the caller's (async) iterable only when one is
-free, so a generator of a million items runs in flat memory; results go out through a small
-queue as they finish, so a slow consumer slows the workers instead of piling results up. It
-knows nothing of Klarna's resources: the resource hands it a ``work`` function that turns one
-item into its result and never raises. Retries, the retry budget and the pacer are the client's,
-shared by every worker.
+:func:`run_writes` is the one runner behind ``charge_many`` and ``capture_many`` (any batch of
+keyed writes): it sends each item and says what it came to by the outcome rules. Below it,
+:func:`run_batch` keeps a fixed set of workers that pull items from the caller's (async)
+iterable only when one is free, so a generator of a million items runs in flat memory; results
+go out through a small queue as they finish, so a slow consumer slows the workers instead of
+piling results up. Neither knows Klarna's resources: the resource hands in a ``send`` function
+(its endpoint and body) and names the result. Retries, the retry budget and the pacer are the
+client's, shared by every worker.
 
 :class:`ChargeResult` says what happened to one charge *and what to do next*
 (:class:`ChargeStatus`): placed; declined by Klarna; not charged and safe to send again; or
@@ -19,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -42,8 +44,10 @@ __all__ = [
     "Charge",
     "ChargeResult",
     "ChargeStatus",
-    "capture_status_of",
+    "capture_result",
+    "charge_result",
     "run_batch",
+    "run_writes",
     "status_of",
 ]
 
@@ -51,6 +55,17 @@ logger = logging.getLogger("klarna_async")
 
 I = TypeVar("I")  # noqa: E741 - an item, as in the typing docs
 R = TypeVar("R")
+V = TypeVar("V")
+
+
+class Keyed(Protocol):
+    """An item of a batch of keyed writes (:class:`Charge`, :class:`CaptureJob`)."""
+
+    @property
+    def after_unknown(self) -> bool: ...
+
+
+W = TypeVar("W", bound=Keyed)
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -139,10 +154,7 @@ class ChargeResult:
     @property
     def error_code(self) -> str | None:
         """Klarna's ``error_code`` of the last answer, if there was one."""
-        error = self.error
-        if isinstance(error, OutcomeUnknownError):
-            error = error.last_error  # type: ignore[assignment]
-        return getattr(error, "error_code", None)
+        return _error_code(self.error)
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -189,9 +201,13 @@ class CaptureStatus(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-def capture_status_of(error: BaseException) -> CaptureStatus:
-    """:func:`status_of` for a capture: the same decision, by the same rules."""
-    return CaptureStatus(status_of(error).value)
+#: A write's outcome named for a capture: the same four outcomes, "placed" being "captured".
+_CAPTURE_STATUS = {
+    ChargeStatus.PLACED: CaptureStatus.CAPTURED,
+    ChargeStatus.DECLINED: CaptureStatus.DECLINED,
+    ChargeStatus.RETRYABLE: CaptureStatus.RETRYABLE,
+    ChargeStatus.UNKNOWN: CaptureStatus.UNKNOWN,
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -216,10 +232,88 @@ class CaptureResult:
     @property
     def error_code(self) -> str | None:
         """Klarna's ``error_code`` of the last answer, if there was one."""
-        error = self.error
-        if isinstance(error, OutcomeUnknownError):
-            error = error.last_error  # type: ignore[assignment]
-        return getattr(error, "error_code", None)
+        return _error_code(self.error)
+
+
+def _error_code(error: BaseException | None) -> str | None:
+    if isinstance(error, OutcomeUnknownError):
+        error = error.last_error
+    return getattr(error, "error_code", None)
+
+
+def charge_result(
+    charge: Charge,
+    status: ChargeStatus,
+    order: Order | None,
+    error: Exception | None,
+    attempts: int,
+    elapsed: float,
+) -> ChargeResult:
+    """A charge's result, as :func:`run_writes` makes it."""
+    return ChargeResult(
+        charge=charge, status=status, order=order, error=error, attempts=attempts, elapsed=elapsed
+    )
+
+
+def capture_result(
+    job: CaptureJob,
+    status: ChargeStatus,
+    capture_id: str | None,
+    error: Exception | None,
+    attempts: int,
+    elapsed: float,
+) -> CaptureResult:
+    """A capture's result, as :func:`run_writes` makes it."""
+    return CaptureResult(
+        job=job,
+        status=_CAPTURE_STATUS[status],
+        capture_id=capture_id,
+        error=error,
+        attempts=attempts,
+        elapsed=elapsed,
+    )
+
+
+def run_writes(
+    send: Callable[[W], Awaitable[tuple[V, int]]],
+    result: Callable[[W, ChargeStatus, V | None, Exception | None, int, float], R],
+    items: Iterable[W] | AsyncIterable[W],
+    *,
+    concurrency: int | None,
+    limit: int,
+    stopped: Callable[[], bool],
+) -> AsyncIterator[R]:
+    """Send every keyed write of ``items`` (:func:`run_batch`); yield what each came to.
+
+    ``send(item)`` checks everything it can and raises before anything is sent, or returns the
+    request path's awaitable (the value and the attempts). ``result`` names the outcome for the
+    item's kind. ``concurrency`` defaults to ``limit`` (the client's ``connection_limit``) and may
+    not exceed it: an item waiting for a pooled connection would spend its timeout unsent.
+    """
+    if concurrency is None:
+        concurrency = limit
+    if not 1 <= concurrency <= limit:
+        raise ValueError(
+            f"concurrency must be between 1 and the client's connection_limit ({limit})"
+        )
+
+    async def work(item: W) -> R:
+        started = time.monotonic()
+        try:
+            running = send(item)
+        except Exception as error:
+            # Not sent now: safe to send again, unless an earlier run may have acted on it (a
+            # re-drive stays unknown until Klarna's success settles it).
+            status = ChargeStatus.UNKNOWN if item.after_unknown else ChargeStatus.RETRYABLE
+            return result(item, status, None, error, 0, time.monotonic() - started)
+        try:
+            value, attempts = await running
+        except Exception as error:  # the request path said what it knows
+            attempts = getattr(error, "attempts", 0)
+            return result(item, status_of(error), None, error, attempts, time.monotonic() - started)
+        return result(item, ChargeStatus.PLACED, value, None, attempts, time.monotonic() - started)
+
+    return run_batch(work, items, concurrency=concurrency, stopped=stopped)
 
 
 async def run_batch(

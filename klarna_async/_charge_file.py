@@ -39,9 +39,11 @@ __all__ = [
     "load_results",
     "now",
     "parse_charge_line",
+    "parse_stamp",
     "plan",
     "result_record",
     "rewrite",
+    "stamp",
 ]
 
 #: The status of a line that could not be sent as it is (bad JSON, bad fields, a request the
@@ -56,11 +58,13 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _stamp(moment: dt.datetime) -> str:
+def stamp(moment: dt.datetime) -> str:
+    """A moment as the results file writes it: ISO 8601 in UTC, to the second, with a ``Z``."""
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parse_stamp(value: object) -> dt.datetime | None:
+def parse_stamp(value: object) -> dt.datetime | None:
+    """A results file's moment read back (naive means UTC); None for anything that is not one."""
     if not isinstance(value, str):
         return None
     try:
@@ -193,11 +197,11 @@ def result_record(
         "idempotency_key": charge.idempotency_key,
         "attempts": result.attempts,
         "elapsed": round(result.elapsed, 4),
-        "at": _stamp(recorded),
+        "at": stamp(recorded),
     }
     if result.attempts:
         started = first_attempt_at or recorded - dt.timedelta(seconds=result.elapsed)
-        record["first_attempt_at"] = _stamp(started)
+        record["first_attempt_at"] = stamp(started)
     if line is not None:
         record["line"] = line
     if result.order is not None:
@@ -219,7 +223,7 @@ def bad_line_record(bad: BadLine, *, at: dt.datetime | None = None) -> dict[str,
         "charge_id": bad.charge_id,
         "status": INVALID,
         "line": bad.number,
-        "at": _stamp(at or now()),
+        "at": stamp(at or now()),
         "error": one_line(bad.problem),
     }
 
@@ -251,8 +255,8 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
                 continue
             earlier = found.get(charge_id)
             if earlier is not None and earlier.get("status") == ChargeStatus.UNKNOWN:
-                first = _parse_stamp(earlier.get("first_attempt_at"))
-                mine = _parse_stamp(record.get("first_attempt_at"))
+                first = parse_stamp(earlier.get("first_attempt_at"))
+                mine = parse_stamp(record.get("first_attempt_at"))
                 if first is not None and (mine is None or first < mine):
                     record = {**record, "first_attempt_at": earlier["first_attempt_at"]}
             found[charge_id] = record
@@ -305,7 +309,7 @@ def plan(
     if status in (ChargeStatus.DECLINED, "failed"):
         return Action.SEND if retry_declined else Action.SKIP_DECLINED
     if status == ChargeStatus.UNKNOWN:
-        first = _parse_stamp(record.get("first_attempt_at")) or _parse_stamp(record.get("at"))
+        first = parse_stamp(record.get("first_attempt_at")) or parse_stamp(record.get("at"))
         too_old = first is None or (at or now()) - first > KEY_WINDOW_GUARD
         if too_old and not force_after_window:
             return Action.REFUSE_WINDOW

@@ -105,9 +105,11 @@ from klarna_async._charge_file import (
     now,
     one_line,
     parse_charge_line,
+    parse_stamp,
     plan,
     result_record,
     rewrite,
+    stamp,
     status_text,
 )
 from klarna_async._redis_pacer import redacted_url
@@ -228,21 +230,6 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     import redis.exceptions
 
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError)
-
-
-def _stamp(moment: dt.datetime) -> str:
-    # The results file's format (klarna_async._charge_file.result_record).
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _moment(value: object) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _text(value: bytes | str | None) -> str:
@@ -536,7 +523,7 @@ async def enqueue(options: EnqueueOptions, *, out: IO[str], err: IO[str]) -> Enq
             "enqueued": report.enqueued,
             "retry_failed": int(options.retry_failed),
             "force_after_window": int(options.force_after_window),
-            "enqueued_at": _stamp(now()),
+            "enqueued_at": stamp(now()),
             "enqueued_unix": started,
         }
         if not meta:
@@ -1081,7 +1068,7 @@ class Worker:
         starts = await self.patiently(
             "starting a shard", lambda: redis.hincrby(keys.starts(generation), str(shard), 1)
         )
-        mark = orjson.dumps({"worker": self.options.name, "since": _stamp(now())})
+        mark = orjson.dumps({"worker": self.options.name, "since": stamp(now())})
         await self.patiently("starting a shard", lambda: redis.hset(keys.running, where, mark))
         if starts > 1 or (delivery is not None and delivery.redelivered):
             logger.warning(
@@ -1245,7 +1232,9 @@ class _ShardRun:
             if action is Action.REDRIVE:
                 assert record is not None
                 first = (
-                    _moment(record.get("first_attempt_at")) or _moment(record.get("at")) or moment
+                    parse_stamp(record.get("first_attempt_at"))
+                    or parse_stamp(record.get("at"))
+                    or moment
                 )
                 key = record.get("idempotency_key")
                 if isinstance(key, str) and key != charge.idempotency_key:
@@ -1263,12 +1252,12 @@ class _ShardRun:
                     "status": ChargeStatus.UNKNOWN.value,
                     "in_flight": True,
                     "idempotency_key": to_send.idempotency_key,
-                    "at": _stamp(moment),
-                    "first_attempt_at": _stamp(first),
+                    "at": stamp(moment),
+                    "first_attempt_at": stamp(first),
                     "line": number,
                     "worker": name,
                     "claim": uuid.uuid4().hex,
-                    "error": f"in flight on worker {name} since {_stamp(moment)}: if this "
+                    "error": f"in flight on worker {name} since {stamp(moment)}: if this "
                     "record stays, the worker stopped before it could journal Klarna's answer, "
                     "and it may have been charged (a resume sends it again with its key)",
                 }
@@ -1313,7 +1302,7 @@ class _ShardRun:
             # An earlier attempt may have placed it, and this one did not reach Klarna (or was
             # refused, which proves nothing about the earlier one): still unknown.
             record["status"] = status = ChargeStatus.UNKNOWN.value
-            record["first_attempt_at"] = _stamp(claim.first_attempt_at)
+            record["first_attempt_at"] = stamp(claim.first_attempt_at)
             record["error"] = one_line(
                 f"may have been placed by an earlier attempt; this re-drive did not settle it: "
                 f"{result.error}"

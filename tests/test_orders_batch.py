@@ -16,7 +16,7 @@ import attrs
 import pytest
 from opentelemetry.trace import SpanKind
 
-import klarna_async._resources.orders as orders_module
+import klarna_async._batch as batch_module
 from klarna_async import (
     CaptureJob,
     CaptureRequest,
@@ -165,13 +165,13 @@ async def test_capture_many_is_the_one_batch_runner(
     fake: FakeKlarna, monkeypatch: pytest.MonkeyPatch
 ):
     calls: list[int] = []
-    real = orders_module.run_batch
+    real = batch_module.run_batch
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(kwargs["concurrency"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(orders_module, "run_batch", spy)
+    monkeypatch.setattr(batch_module, "run_batch", spy)
     order_id = fake.add_order()
     async with client(fake) as klarna:
         await collect(klarna.orders.capture_many(jobs([order_id], 10), concurrency=3))

@@ -7,12 +7,11 @@ and re-runs cannot charge twice. Customer tokens are bearer-like secrets: logs s
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
 from typing import Any
 
-from klarna_async._batch import Charge, ChargeResult, ChargeStatus, run_batch, status_of
+from klarna_async._batch import Charge, ChargeResult, charge_result, run_writes
 from klarna_async._models import CustomerToken, Order, TokenOrderRequest
 from klarna_async._request import Endpoint, Requester
 from klarna_async._retry import RetryPolicy, Safety
@@ -121,59 +120,29 @@ class CustomerTokens:
                     ...
         """
         requester = self._requester
-        limit = requester.connection_limit
-        if concurrency is None:
-            concurrency = limit
-        if not 1 <= concurrency <= limit:
-            raise ValueError(
-                f"concurrency must be between 1 and the client's connection_limit ({limit})"
+
+        def send(charge: Charge) -> Awaitable[tuple[Order, int]]:
+            # Before anything is sent: a bad request, token or key raises, the charge's result.
+            body = encode_request(
+                charge.request, TokenOrderRequest, check_amounts=requester.check_amounts
+            )
+            return requester.request(
+                CREATE_ORDER,
+                charge.customer_token,
+                body=body,
+                model=Order,
+                retry=retry,
+                idempotency_key=charge.idempotency_key,
+                after_unknown=charge.after_unknown,
             )
 
-        async def settle(charge: Charge) -> ChargeResult:
-            started = time.monotonic()
-            try:
-                # Before anything is sent: a bad request, token or key is this charge's result.
-                body = encode_request(
-                    charge.request, TokenOrderRequest, check_amounts=requester.check_amounts
-                )
-                running = requester.request(
-                    CREATE_ORDER,
-                    charge.customer_token,
-                    body=body,
-                    model=Order,
-                    retry=retry,
-                    idempotency_key=charge.idempotency_key,
-                    after_unknown=charge.after_unknown,
-                )
-            except Exception as error:
-                # Not sent now: safe to send again, unless an earlier run may have placed it
-                # (a re-drive stays unknown until Klarna's success settles it).
-                return ChargeResult(
-                    charge=charge,
-                    status=ChargeStatus.UNKNOWN if charge.after_unknown else ChargeStatus.RETRYABLE,
-                    error=error,
-                    elapsed=time.monotonic() - started,
-                )
-            try:
-                order, attempts = await running
-            except Exception as error:  # the request path said what it knows
-                return ChargeResult(
-                    charge=charge,
-                    status=status_of(error),
-                    error=error,
-                    attempts=getattr(error, "attempts", 0),
-                    elapsed=time.monotonic() - started,
-                )
-            return ChargeResult(
-                charge=charge,
-                status=ChargeStatus.PLACED,
-                order=order,
-                attempts=attempts,
-                elapsed=time.monotonic() - started,
-            )
-
-        return run_batch(
-            settle, charges, concurrency=concurrency, stopped=lambda: requester.closing
+        return run_writes(
+            send,
+            charge_result,
+            charges,
+            concurrency=concurrency,
+            limit=requester.connection_limit,
+            stopped=lambda: requester.closing,
         )
 
     async def cancel(self, customer_token: str, *, retry: RetryPolicy | None = None) -> None:

@@ -14,17 +14,15 @@ Order ids and capture ids are not secrets (they are what support asks for): logs
 
 from __future__ import annotations
 
-import time
 import typing
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from klarna_async._batch import (
     CaptureJob,
     CaptureResult,
-    CaptureStatus,
-    capture_status_of,
-    run_batch,
+    capture_result,
+    run_writes,
 )
 from klarna_async._errors import ResponseDecodeError
 from klarna_async._models import (
@@ -355,57 +353,28 @@ class Orders:
         that a re-run captures nothing twice.
         """
         requester = self._requester
-        limit = requester.connection_limit
-        if concurrency is None:
-            concurrency = limit
-        if not 1 <= concurrency <= limit:
-            raise ValueError(
-                f"concurrency must be between 1 and the client's connection_limit ({limit})"
-            )
         encode = self._body
 
-        async def settle(job: CaptureJob) -> CaptureResult:
-            started = time.monotonic()
-            try:
-                # Before anything is sent: a bad request, order id or key is this job's result.
-                body = encode(job.request, CaptureRequest)
-                running = requester.request(
-                    CAPTURE,
-                    job.order_id,
-                    body=body,
-                    model=_CAPTURE_ID,
-                    retry=retry,
-                    idempotency_key=job.idempotency_key,
-                    after_unknown=job.after_unknown,
-                )
-            except Exception as error:
-                # Not sent now: safe to send again, unless an earlier run may have captured it
-                # (a re-drive stays unknown until Klarna's success settles it).
-                return CaptureResult(
-                    job=job,
-                    status=CaptureStatus.UNKNOWN if job.after_unknown else CaptureStatus.RETRYABLE,
-                    error=error,
-                    elapsed=time.monotonic() - started,
-                )
-            try:
-                capture_id, attempts = await running
-            except Exception as error:  # the request path said what it knows
-                return CaptureResult(
-                    job=job,
-                    status=capture_status_of(error),
-                    error=error,
-                    attempts=getattr(error, "attempts", 0),
-                    elapsed=time.monotonic() - started,
-                )
-            return CaptureResult(
-                job=job,
-                status=CaptureStatus.CAPTURED,
-                capture_id=capture_id,
-                attempts=attempts,
-                elapsed=time.monotonic() - started,
+        def send(job: CaptureJob) -> Awaitable[tuple[str, int]]:
+            # Before anything is sent: a bad request, order id or key raises, the job's result.
+            return requester.request(
+                CAPTURE,
+                job.order_id,
+                body=encode(job.request, CaptureRequest),
+                model=_CAPTURE_ID,
+                retry=retry,
+                idempotency_key=job.idempotency_key,
+                after_unknown=job.after_unknown,
             )
 
-        return run_batch(settle, jobs, concurrency=concurrency, stopped=lambda: requester.closing)
+        return run_writes(
+            send,
+            capture_result,
+            jobs,
+            concurrency=concurrency,
+            limit=requester.connection_limit,
+            stopped=lambda: requester.closing,
+        )
 
     async def list_captures(
         self, order_id: str, *, retry: RetryPolicy | None = None
