@@ -1126,6 +1126,9 @@ SYNC_PLUGIN_TEST = textwrap.dedent(
 
 
 def test_plugin_in_strict_mode(pytester: pytest.Pytester) -> None:
+    # An ini file of its own: a scratch project must not take the settings of a pyproject.toml
+    # that happens to sit above the temporary directory.
+    pytester.makeini("[pytest]\n")
     pytester.makepyfile(PLUGIN_TEST.format(marker="import pytest\n@pytest.mark.asyncio"))
     result = pytester.runpytest_subprocess(
         "-p",
@@ -1142,6 +1145,7 @@ def test_plugin_in_strict_mode(pytester: pytest.Pytester) -> None:
 
 
 def test_plugin_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
     pytester.makepyfile(SYNC_PLUGIN_TEST)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error", timeout=60
