@@ -341,7 +341,11 @@ class TestSoak:
                 assert before[0].order_id == result.order.order_id  # type: ignore[union-attr]
         per_key = Counter(o.idempotency_key for o in fake.ledger.orders)
         assert 0 == sum(n - 1 for n in per_key.values())
-        assert by_status[ChargeStatus.PLACED] > 300
+        # Both kinds of outcome occurred, so every branch above was exercised. How many of each
+        # depends on the machine's speed (a slow one, or coverage, times out more attempts), so
+        # the figure is a floor against a vacuous run, not a measure.
+        assert by_status[ChargeStatus.PLACED] > 100
+        assert by_status[ChargeStatus.UNKNOWN] > 0
 
 
 def _as_dict(model: object) -> dict[str, object]:
