@@ -1663,8 +1663,12 @@ async def read_status(redis: redis.asyncio.Redis, keys: Keys) -> RunStatus:
     if not meta:
         raise QueueError(f"no run {keys.run!r} on this queue")
     generation = int(meta.get("generation", "0"))
-    counts = await Journal(redis, keys).counts()
+    # The shards done before the counts: a worker journals every result of a shard before it
+    # marks the shard done, so counts read after include every result of the shards counted
+    # done. (Read the other way round, a shard finishing between the two reads showed "all
+    # done" beside its charges still "in flight", and `--wait` exited 3 on a clean run.)
     done = int(await redis.scard(keys.done(generation)))
+    counts = await Journal(redis, keys).counts()
     starts = await redis.hvals(keys.starts(generation))
     running = []
     prefix = f"{generation}:"

@@ -774,6 +774,53 @@ async def test_a_keeper_stops_even_when_a_cancellation_is_swallowed(
         await broker.shutdown()
 
 
+async def test_status_never_shows_a_shard_done_beside_its_charges_in_flight(
+    dist: Any, redis_url: str, prefix: str
+) -> None:
+    """A shard that finishes while the status is read: either not done yet, or done with its
+    results counted; never "all done" with its charges still "in flight" (`--wait` would exit
+    3 on a clean run). The shard finishes right after the status's first read of the two."""
+    keys = dist.Keys(prefix, "r")
+    async with redis_client(redis_url) as client:
+        await client.hset(keys.meta, mapping={"generation": 1, "total": 2, "shards": 1})
+        await client.hset(keys.counts, mapping={"in_flight": 2})
+
+        async def finish_shard() -> None:
+            # What a worker does at the end of a shard: results journaled, then the shard done.
+            await client.hset(keys.counts, mapping={"in_flight": 0, "placed": 2})
+            await client.sadd(keys.done(1), 0)
+
+        class Racing:
+            """The client, with the shard finishing right after the first read of the two."""
+
+            finished = False
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(client, name)
+
+            async def _after_first(self, result: Any) -> Any:
+                if not self.finished:
+                    self.finished = True
+                    await finish_shard()
+                return result
+
+            async def scard(self, key: str) -> Any:
+                return await self._after_first(await client.scard(key))
+
+            async def hgetall(self, key: str) -> Any:
+                result = await client.hgetall(key)
+                return await self._after_first(result) if key == keys.counts else result
+
+        racing = Racing()
+        status = await dist.read_status(racing, keys)
+        assert racing.finished
+        in_flight = status.counts.get("in_flight", 0)
+        assert not (status.shards_done == status.shards and in_flight), (
+            status.shards_done,
+            status.counts,
+        )
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 
