@@ -452,7 +452,16 @@ def _distributed(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         ]
     limit = r.get("limit")
     if limit:
-        lines.append(f"- 429s with and without the shared limit: {limit}.")
+        modes = [
+            f"{mode} {m['429']:,} of {m['requests']:,} requests ({m['429_share']:.1%}), "
+            f"charged twice {m['keys_charged_twice']}"
+            for mode in ("shared", "local")
+            if isinstance(m := limit.get(mode), dict)
+        ]
+        lines.append(
+            f"- 429s over {limit.get('workers')} workers, {limit.get('charges', 0):,} charges with "
+            f"a rate limit of {limit.get('rate')}/s: " + "; ".join(modes) + "."
+        )
     return [*lines, ""]
 
 
