@@ -190,7 +190,7 @@ def _soak(section: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     r = section["result"]
     f, c = r["faulty"], r["clean"]
     faults = ", ".join(
-        f"{name.removeprefix('fault_')} {rate:.0%}" for name, rate in r["faults"].items()
+        f"{name.removeprefix('fault_')} {rate:.1%}" for name, rate in r["faults"].items()
     )
     p = r["policy"]
     lines = [
