@@ -6,11 +6,12 @@ test suites in other languages::
     $ klarna-async sandbox --seed 42 --fault-503 0.05 --fault envoy_503_committed=0.01
     fake Klarna ready at http://127.0.0.1:8765 username=test_user password=test_password seed=42
 
-(also ``python -m klarna_async.testing._sandbox ...``). It serves the Payments and Customer Token
-endpoints under the printed URL with HTTP Basic auth, and test controls without auth under
-``/_fake/``: ``GET /_fake/`` lists them all, with the fault names and options (see
-:mod:`klarna_async.testing._app`). ``--help`` shows, as curl lines that work, how another
-process gets an authorization token and a customer token (:data:`HOW_TO`; a test runs them). It
+(also ``python -m klarna_async.testing._sandbox ...``). It serves the Payments, Customer Token
+and Order Management endpoints under the printed URL with HTTP Basic auth, and test controls
+without auth under ``/_fake/``: ``GET /_fake/`` lists them all, with the fault names and options
+(see :mod:`klarna_async.testing._app`). ``--help`` shows, as curl lines that work, how another
+process gets an authorization token and a customer token, charges it and captures the order
+(:data:`HOW_TO`; a test runs them). It
 runs until SIGINT (Ctrl-C) or SIGTERM and then exits with status 0. It listens on 127.0.0.1
 unless told otherwise; it is a fake with fixed credentials and unauthenticated controls, so do
 not expose it.
@@ -30,8 +31,9 @@ __all__ = ["DEFAULT_PORT", "HOW_TO", "add_arguments", "main", "run"]
 DEFAULT_PORT = 8765
 
 DESCRIPTION = (
-    "Serve a fake Klarna (Payments and Customer Token APIs, with a ledger, fault injection and "
-    "test controls under /_fake/) on loopback, for tests and demos without credentials."
+    "Serve a fake Klarna (Payments, Customer Token and Order Management APIs, with a ledger, "
+    "fault injection and test controls under /_fake/) on loopback, for tests and demos "
+    "without credentials."
 )
 
 #: How another process gets an authorization token and a customer token (``--help`` shows it;
@@ -75,6 +77,18 @@ GET /_fake/ lists every control, fault and option):
     -> {"order_id": "ORDER_ID", "fraud_status": "ACCEPTED", ...}
   curl -s http://127.0.0.1:8765/_fake/ledger/keys/3f1c0b9e-2d4a-4c8e-9a57-6b2f1e0d7c11
     -> {"idempotency_key": "...", "orders": 1, ...}
+
+  # 5. Order Management: capture part of that order, then read it back
+  curl -s -u test_user:test_password -H 'Content-Type: application/json' \\
+    -H 'Klarna-Idempotency-Key: 8d2e6c1a-5b7f-4e3a-9c0d-1f2a3b4c5d6e' \\
+    -d '{"captured_amount": 600}' \\
+    http://127.0.0.1:8765/ordermanagement/v1/orders/ORDER_ID/captures
+    -> 201, Capture-Id: CAPTURE_ID
+  curl -s -u test_user:test_password http://127.0.0.1:8765/ordermanagement/v1/orders/ORDER_ID
+    -> {"status": "PART_CAPTURED", "captured_amount": 600, "remaining_authorized_amount": 400, ...}
+
+  # (an order straight into Order Management, a pending order's fraud decision with
+  # Klarna's notification, the notifications sent: POST /_fake/orders, see GET /_fake/)
 
   # Faults and options, e.g. Envoy's 503 after the order was placed, then a 409 while a
   # key is still being processed
