@@ -62,6 +62,7 @@ from klarna_async.testing._clock import FakeClock, isoformat
 from klarna_async.testing._keys import Recent
 from klarna_async.testing._ledger import Ledger
 from klarna_async.testing._state import (
+    _LINE_TYPES,
     ApiError,
     Reply,
     _int,
@@ -85,19 +86,8 @@ FRAUD_DECISIONS: Final = {
 }
 DUE_DATE_OPTIONS: Final = ((14, 0), (30, 295))
 
-_OM_LINE_TYPES: Final = frozenset(
-    {
-        "physical",
-        "discount",
-        "shipping_fee",
-        "sales_tax",
-        "digital",
-        "gift_card",
-        "store_credit",
-        "surcharge",
-        "return_fee",
-    }
-)
+# Order Management's line types are the Payments API's plus a return fee.
+_OM_LINE_TYPES: Final = _LINE_TYPES | {"return_fee"}
 _INTERVALS: Final = frozenset({"DAY", "WEEK", "MONTH", "YEAR"})
 _SHIPPING_METHODS: Final = frozenset(
     {
